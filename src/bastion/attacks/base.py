@@ -1,0 +1,151 @@
+"""The attack base class: the guarantees every attack gives, applied once."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from bastion.attacks._ops import clip_to_bounds, distances, project
+from bastion.core.errors import AccessError, ConfigError
+from bastion.core.registry import ATTACKS, Entry
+from bastion.core.results import AttackResult
+from bastion.core.targets.base import Target
+from bastion.core.threat import Norm, Threat
+
+__all__ = ["Attack", "RunLog"]
+
+
+@dataclass
+class RunLog:
+    """What an attack notes while it runs, beyond its adversarial inputs."""
+
+    notes: list[str] = field(default_factory=list)
+    queries_per_sample: torch.Tensor | None = None
+
+
+class Attack:
+    """Base class of every attack.
+
+    An attack holds only its own hyperparameters, as keyword arguments stored unchanged (the
+    scikit-learn convention), and receives the target, the data and the threat when it runs.
+    :meth:`run` gives the guarantees every attack shares: the target gives enough access and
+    the norm is supported, inputs are checked, the model is in evaluation mode during the attack
+    and in its old mode after, the result lies in the epsilon ball and the bounds, keeps the
+    inputs' dtype and device, and its success is measured on the target.
+
+    Subclasses implement :meth:`_attack`, and may override :meth:`_check_params`.
+    """
+
+    registry_name: ClassVar[str]
+
+    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters, as given."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    @property
+    def entry(self) -> Entry:
+        return ATTACKS.get(self.registry_name)
+
+    def _check_params(self) -> None:
+        """Raise :class:`ConfigError` for hyperparameters that make no sense."""
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        target: Target,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: Threat | None = None,
+        *,
+        eps: float | None = None,
+        norm: Norm | str | None = None,
+        seed: int = 0,
+    ) -> AttackResult:
+        """Attack ``x`` (true labels ``y``, or target labels if the threat is targeted).
+
+        Give a single-epsilon ``threat``, or ``eps`` (and ``norm``) to build one, or both to
+        pick ``eps`` from the threat's sweep.
+        """
+        threat = _resolve_threat(threat, eps, norm)
+        entry = self.entry
+        if not target.access.allows(entry.access):
+            raise AccessError(
+                f"{entry.name} needs {entry.access.value} access; "
+                f"{target.name} gives {target.access.value}"
+            )
+        if entry.norms and threat.norm not in entry.norms:
+            supported = ", ".join(n.value for n in entry.norms)
+            raise ConfigError(f"{entry.name} supports {supported}, not {threat.norm.value}")
+        self._check_params()
+        threat.check_bounds(target.bounds)
+        target.check_inputs(x, y)
+
+        device, dtype = x.device, x.dtype
+        xs = x.detach().to(target.device)
+        ys = y.detach().to(target.device).long()
+        generator = torch.Generator().manual_seed(seed)
+        queries_before = target.queries
+        started = time.perf_counter()
+        log = RunLog()
+        with target.inference_mode():
+            x_adv = self._attack(target, xs, ys, threat, generator, log)
+            delta = project(x_adv.detach() - xs, threat.norm, threat.epsilon)
+            x_adv = clip_to_bounds(xs + delta, target.bounds).to(dtype)
+            with torch.no_grad():
+                predictions = target.predict(x_adv)
+        success = predictions == ys if threat.targeted else predictions != ys
+        return AttackResult(
+            attack=entry.name,
+            threat=threat,
+            x_adv=x_adv.to(device),
+            success=success.to(device),
+            distances=distances(x_adv - xs, threat.norm).to(device),
+            predictions=predictions.to(device),
+            queries=target.queries - queries_before,
+            seconds=time.perf_counter() - started,
+            queries_per_sample=log.queries_per_sample,
+            notes=log.notes,
+        )
+
+    __call__ = run
+
+    def _attack(
+        self,
+        target: Target,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: Threat,
+        generator: torch.Generator,
+        log: RunLog,
+    ) -> torch.Tensor:
+        """The adversarial inputs for ``x``; the base class projects and measures them."""
+        raise NotImplementedError
+
+
+def _resolve_threat(threat: Threat | None, eps: float | None, norm: Norm | str | None) -> Threat:
+    if threat is None:
+        if eps is None:
+            raise ConfigError("give a threat or an epsilon")
+        return Threat(norm=Norm.parse(norm or Norm.LINF), epsilons=(float(eps),))
+    if norm is not None and Norm.parse(norm) is not threat.norm:
+        raise ConfigError(f"norm {norm} contradicts the threat's norm {threat.norm.value}")
+    if eps is not None:
+        if float(eps) not in threat.epsilons and len(threat.epsilons) > 1:
+            raise ConfigError(f"epsilon {eps} is not in the threat's sweep {threat.epsilons}")
+        return threat.at(eps)
+    _ = threat.epsilon  # raises for a sweep
+    return threat

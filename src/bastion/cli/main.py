@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from bastion.cli import scan as _scan
 from bastion.core.errors import BastionError
 
 app = typer.Typer(
@@ -18,6 +19,8 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+app.command("scan")(_scan.scan)
 
 
 @app.command()

@@ -28,4 +28,6 @@ def require(module: str) -> ModuleType:
     except ImportError as exc:
         extra = _EXTRA_OF.get(module.split(".")[0])
         hint = f"pip install 'bastion-ml[{extra}]'" if extra else f"pip install {module}"
-        raise MissingExtraError(f"this feature needs the optional package {module!r}: {hint}") from exc
+        raise MissingExtraError(
+            f"this feature needs the optional package {module!r}: {hint}"
+        ) from exc

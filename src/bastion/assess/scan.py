@@ -7,6 +7,7 @@ The scan also checks the evaluation itself and says when it looks wrong.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -172,10 +173,13 @@ def scan(
     started = time.perf_counter()
     threat.check_bounds(target.bounds)
     entries = _choose(target, threat, attacks)
-    params = {e.name: {**SCAN_DEFAULTS.get(e.name, {}), **(attack_params or {}).get(e.name, {})}
-              for e in entries}
-    instances: list[tuple[Entry, Attack]] = [(e, ATTACKS.create(e.name, **params[e.name]))
-                                             for e in entries]
+    params = {
+        e.name: {**SCAN_DEFAULTS.get(e.name, {}), **(attack_params or {}).get(e.name, {})}
+        for e in entries
+    }
+    instances: list[tuple[Entry, Attack]] = [
+        (e, ATTACKS.create(e.name, **params[e.name])) for e in entries
+    ]
 
     idx = _sample(data, samples, seed)
     x = torch.from_numpy(data.x_test[idx]).to(target.device)
@@ -206,26 +210,18 @@ def scan(
         for access, members in groups.items():
             standing = correct.clone()
             for entry, attack in members:
-                todo = standing.nonzero().squeeze(1)
-                if len(todo) == 0:
-                    summaries.append(AttackSummary(entry.name, access.value, 0, 0, 0, 0.0))
-                    continue
-                result = attack.run(target, x[todo], y[todo], at, seed=seed)
-                hit = result.success
-                fooled_idx = todo[hit]
-                standing[fooled_idx] = False
-                first = fooled_idx[robust[fooled_idx]]
-                worst[first] = result.x_adv[hit][robust[fooled_idx]]
-                for i in first.tolist():
+                summary, fooled, x_fooled, notes = _attack_standing(
+                    entry, attack, target, x, y, standing, at, seed
+                )
+                summaries.append(summary)
+                standing[fooled] = False
+                # the example shows the first attack that broke each input
+                first = robust[fooled]
+                worst[fooled[first]] = x_fooled[first]
+                for i in fooled[first].tolist():
                     who[i] = entry.name
-                robust[fooled_idx] = False
-                median_q = None
-                if result.queries_per_sample is not None and bool(hit.any()):
-                    median_q = float(result.queries_per_sample[hit.cpu()].float().median())
-                summaries.append(AttackSummary(entry.name, access.value, len(todo),
-                                               int(hit.sum()), result.queries, result.seconds,
-                                               median_q))
-                for note in result.notes:
+                robust[fooled] = False
+                for note in notes:
                     text = f"{entry.name} at eps={eps:g}: {note}"
                     if text not in warnings:
                         warnings.append(text)
@@ -237,10 +233,18 @@ def scan(
         with target.inference_mode(), torch.no_grad():
             adv_pred = target.predict(worst[:n_ex])
         for i in range(n_ex):
-            examples.append(Example(
-                int(idx[i]), eps, int(y[i]), int(clean_pred[i]), int(adv_pred[i]),
-                x[i].cpu().numpy(), worst[i].cpu().numpy(), who[i],
-            ))
+            examples.append(
+                Example(
+                    int(idx[i]),
+                    eps,
+                    int(y[i]),
+                    int(clean_pred[i]),
+                    int(adv_pred[i]),
+                    x[i].cpu().numpy(),
+                    worst[i].cpu().numpy(),
+                    who[i],
+                )
+            )
 
     warnings += _check_sweep(sweep, int(correct.sum()))
     warnings += _check_masking(sweep, entries)
@@ -266,12 +270,47 @@ def scan(
     return result
 
 
+def _attack_standing(
+    entry: Entry,
+    attack: Attack,
+    target: Target,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    standing: torch.Tensor,
+    threat: Threat,
+    seed: int,
+) -> tuple[AttackSummary, torch.Tensor, torch.Tensor, list[str]]:
+    """Run one attack on the inputs still standing: its summary, the indices it fooled, their
+    adversarial versions, and its notes."""
+    todo = standing.nonzero().squeeze(1)
+    if len(todo) == 0:
+        empty = AttackSummary(entry.name, entry.access.value, 0, 0, 0, 0.0)
+        return empty, todo, x[:0], []
+    outcome = attack.run(target, x[todo], y[todo], threat, seed=seed)
+    hit = outcome.success
+    median_q = None
+    if outcome.queries_per_sample is not None and bool(hit.any()):
+        median_q = float(outcome.queries_per_sample[hit.cpu()].float().median())
+    summary = AttackSummary(
+        entry.name,
+        entry.access.value,
+        len(todo),
+        int(hit.sum()),
+        outcome.queries,
+        outcome.seconds,
+        median_q,
+    )
+    return summary, todo[hit], outcome.x_adv[hit], outcome.notes
+
+
 # ---------------------------------------------------------------------- evaluation checks
 def _check_outputs(target: Target, x: torch.Tensor, scores: torch.Tensor | None) -> list[str]:
     out = []
     if scores is not None and target.output_kind is OutputKind.LOGITS and len(scores):
         rows = scores.sum(dim=1)
-        if bool((scores >= 0).all()) and bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
+        if bool((scores >= 0).all()) and bool(
+            torch.allclose(rows, torch.ones_like(rows), atol=1e-4)
+        ):
             out.append(
                 "the target is declared to return logits but its outputs look like probabilities "
                 "(non-negative rows summing to 1): gradients through a softmax saturate and "
@@ -292,7 +331,7 @@ def _check_outputs(target: Target, x: torch.Tensor, scores: torch.Tensor | None)
 
 def _check_sweep(sweep: list[EpsilonResult], clean: int) -> list[str]:
     out = []
-    for prev, cur in zip(sweep, sweep[1:]):
+    for prev, cur in itertools.pairwise(sweep):
         if cur.robust > prev.robust:
             out.append(
                 f"robust accuracy rises from {prev.robust_accuracy:.1%} at eps={prev.epsilon:g} "
@@ -335,8 +374,12 @@ _CRAFT = {
     Access.LABELS: "AML.T0043.001",
 }
 # perturbation size, as a fraction of what the norm can reach, by which accuracy halves
-_SEVERITY_STEPS = ((0.02, Severity.CRITICAL), (0.15, Severity.HIGH), (0.3, Severity.MEDIUM),
-                   (0.5, Severity.LOW))
+_SEVERITY_STEPS = (
+    (0.02, Severity.CRITICAL),
+    (0.15, Severity.HIGH),
+    (0.3, Severity.MEDIUM),
+    (0.5, Severity.LOW),
+)
 
 
 def relative_epsilon(eps: float, norm: Norm, bounds: tuple[float, float], dims: int) -> float:
@@ -377,8 +420,10 @@ def evasion_findings(result: ScanResult, entries: list[Entry], data: Dataset) ->
         if not names:
             continue
         robust = [(p.epsilon, p.group_accuracy(access.value)) for p in result.sweep]
-        intervals = {f"{p.epsilon:g}": list(wilson_interval(p.group_robust[access.value], p.total))
-                     for p in result.sweep}
+        intervals = {
+            f"{p.epsilon:g}": list(wilson_interval(p.group_robust[access.value], p.total))
+            for p in result.sweep
+        }
         half = _halving_epsilon(robust, clean)
         last_eps, last_acc = robust[-1]
         fooled_any = any(acc < clean for _, acc in robust)
@@ -414,18 +459,24 @@ def evasion_findings(result: ScanResult, entries: list[Entry], data: Dataset) ->
                 relative_epsilon(half, norm, bounds, dims) if half is not None else None
             ),
         }
-        medians = [s.median_queries_to_success for p in result.sweep for s in p.attacks
-                   if s.attack in names and s.median_queries_to_success is not None]
+        medians = [
+            s.median_queries_to_success
+            for p in result.sweep
+            for s in p.attacks
+            if s.attack in names and s.median_queries_to_success is not None
+        ]
         if medians:
             evidence["median_queries_to_success"] = float(np.median(medians))
-        findings.append(Finding(
-            id=f"evasion-{'white-box' if access is Access.WHITE_BOX else access.value}",
-            title=f"Model evaded by {kind} adversarial examples",
-            severity=severity,
-            techniques=(_CRAFT[access], "AML.T0043", "AML.T0015"),
-            summary=summary,
-            evidence=evidence,
-            mitigations=_MITIGATIONS[access],
-            attacks=tuple(names),
-        ))
+        findings.append(
+            Finding(
+                id=f"evasion-{'white-box' if access is Access.WHITE_BOX else access.value}",
+                title=f"Model evaded by {kind} adversarial examples",
+                severity=severity,
+                techniques=(_CRAFT[access], "AML.T0043", "AML.T0015"),
+                summary=summary,
+                evidence=evidence,
+                mitigations=_MITIGATIONS[access],
+                attacks=tuple(names),
+            )
+        )
     return sorted(findings, key=lambda f: -f.severity.rank)

@@ -8,7 +8,8 @@ Target specs:
 - ``model.skops``: a scikit-learn model saved with skops (only its trusted types load);
 - ``model.joblib`` / ``model.pkl``: a pickled scikit-learn model, only with ``trust=True``;
 - ``model.pt``: a TorchScript archive, or a state dict when ``arch="module:factory"`` names
-  the architecture (loaded with ``weights_only=True``: no code runs from the file).
+  the architecture (loaded with ``weights_only=True``: no code runs from the file);
+- ``model.pt2``: a program saved by ``torch.export.save``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ __all__ = ["DEMO", "load_target_and_data"]
 
 DEMO = "digits-cnn"
 _PICKLES = {".joblib", ".pkl", ".pickle"}
-_TORCH = {".pt", ".pth", ".ts", ".torchscript"}
+_TORCH = {".pt", ".pth", ".ts", ".torchscript", ".pt2"}
 
 ProgressFn = Callable[[int, int], None]
 
@@ -51,7 +52,29 @@ def _factory(arch: str) -> Callable[[], nn.Module]:
     return factory  # type: ignore[no-any-return]
 
 
+class _Exported(nn.Module):
+    """An exported program, whose train or eval behaviour was fixed when it was exported."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def train(self, mode: bool = True) -> _Exported:
+        # exported modules refuse train()/eval(); their mode cannot change, so none is passed on
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)  # type: ignore[no-any-return]
+
+
 def _torch_module(path: Path, arch: str | None) -> nn.Module:
+    if path.suffix.lower() == ".pt2":
+        try:
+            program = torch.export.load(str(path))
+        except Exception as exc:  # not an exported program
+            raise TargetError(f"{path} is not a torch.export program: {exc}") from exc
+        return _Exported(program.module())
     if arch is not None:
         model = _factory(arch)()
         if not isinstance(model, nn.Module):
@@ -69,7 +92,7 @@ def _torch_module(path: Path, arch: str | None) -> nn.Module:
             raise TargetError(f"the weights in {path} do not fit {arch}: {first}") from exc
         return model
     try:
-        return torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-any-return]
+        return torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call,no-any-return]
     except Exception as exc:  # not a TorchScript archive
         raise TargetError(
             f"{path} is not a TorchScript archive; for a state dict, name its architecture "
@@ -142,16 +165,21 @@ def load_target_and_data(
     if spec in ZOO:
         target, data = load_demo(spec, device=resolve_device(device), progress=progress)
         if data_spec is not None:
-            data = load_data(data_spec, label_column=label_column, bounds=bounds,
-                             num_classes=num_classes)
+            data = load_data(
+                data_spec, label_column=label_column, bounds=bounds, num_classes=num_classes
+            )
         if query_budget is not None:
             target.query_budget = query_budget
         return target, data
     if data_spec is None:
         raise DataError("a model of your own needs data to attack: give --data")
     data = load_data(data_spec, label_column=label_column, bounds=bounds, num_classes=num_classes)
-    common: dict[str, Any] = dict(num_classes=data.num_classes, bounds=data.bounds,
-                                  input_shape=data.input_shape, query_budget=query_budget)
+    common: dict[str, Any] = dict(
+        num_classes=data.num_classes,
+        bounds=data.bounds,
+        input_shape=data.input_shape,
+        query_budget=query_budget,
+    )
     if spec.startswith(("http://", "https://")):
         kind = _kind(output_kind, OutputKind.PROBABILITIES)
         return HttpTarget(spec, output_kind=kind, headers=headers, **common), data
@@ -170,8 +198,9 @@ def load_target_and_data(
     if suffix in _TORCH:
         module = _torch_module(path, arch)
         kind = _kind(output_kind, OutputKind.LOGITS)
-        return TorchTarget(module, output_kind=kind, device=resolve_device(device),
-                           name=path.name, **common), data
+        return TorchTarget(
+            module, output_kind=kind, device=resolve_device(device), name=path.name, **common
+        ), data
     raise TargetError(
         f"{path}: unknown model format {suffix!r}; use .pt (TorchScript or a state dict with "
         "--arch), .onnx, .skops, .joblib (with --trust) or an http(s) URL"

@@ -23,7 +23,8 @@ def distances(delta: torch.Tensor, norm: Norm) -> torch.Tensor:
     if norm is Norm.LINF:
         return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
     if norm is Norm.L2:
-        return flat.norm(p=2, dim=1)
+        size: torch.Tensor = torch.linalg.vector_norm(flat, ord=2, dim=1)
+        return size
     return (flat != 0).sum(dim=1).to(delta.dtype)
 
 

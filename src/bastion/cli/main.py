@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from bastion.cli import scan as _scan
 from bastion.core.errors import BastionError
@@ -31,25 +33,39 @@ def version() -> None:
     console.print(f"bastion {__version__}")
 
 
-def main() -> None:
-    """Entry point: run the app, rendering any user error as one line."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, rendering any error as one line and a non-zero exit."""
     try:
-        app(standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except BastionError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("[bold red]aborted[/]")
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except Exception as exc:
+        # usage errors of click (or the click that typer vendors) know how to show themselves
+        show, status = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(status, int):
+            show()
+            sys.exit(status)
+        if os.environ.get("BASTION_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} "
+            "(a bug in bastion: set BASTION_DEBUG=1 to see the traceback, and please report it)",
+            highlight=False,
+            soft_wrap=True,
+            markup=True,
+        )
+        sys.exit(70)
+    # outside standalone mode click returns the status of typer.Exit instead of exiting
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

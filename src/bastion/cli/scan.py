@@ -18,9 +18,18 @@ from bastion.core.threat import Norm, Threat
 
 console = Console()
 
-_DEFAULT_EPS = {Norm.LINF: (0.05, 0.1, 0.2, 0.3), Norm.L2: (0.05, 0.1, 0.2, 0.3), Norm.L0: (1, 2, 4, 8)}
-_SEV_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
-              "low": "cyan", "info": "dim"}
+_DEFAULT_EPS = {
+    Norm.LINF: (0.05, 0.1, 0.2, 0.3),
+    Norm.L2: (0.05, 0.1, 0.2, 0.3),
+    Norm.L0: (1, 2, 4, 8),
+}
+_SEV_STYLE = {
+    "critical": "bold white on red",
+    "high": "bold red",
+    "medium": "yellow",
+    "low": "cyan",
+    "info": "dim",
+}
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -56,41 +65,88 @@ def _default_eps(norm: Norm, bounds: tuple[float, float], dims: int) -> tuple[fl
 
 
 def scan(
-    target: Annotated[str | None, typer.Option(
-        "--target", "-t", help="Model to attack: 'demo' (default), a demo name, a .pt/.onnx/"
-        ".skops/.joblib file, or an http(s) predict URL.")] = None,
-    data: Annotated[str | None, typer.Option(
-        "--data", "-d", help="Data to attack with: digits, breast-cancer, fraud, mnist, a .npz "
-        "(arrays x, y), a .csv with a label column, or an image folder.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path("bastion-report"),
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Model to attack: 'demo' (default), a demo name, a .pt/.onnx/"
+            ".skops/.joblib file, or an http(s) predict URL.",
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Data to attack with: digits, breast-cancer, fraud, mnist, a .npz "
+            "(arrays x, y), a .csv with a label column, or an image folder.",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path(
+        "bastion-report"
+    ),
     norm: Annotated[str, typer.Option(help="Perturbation norm: linf, l2 or l0.")] = "linf",
-    eps: Annotated[str | None, typer.Option(
-        help="Comma-separated epsilons (default: 5%, 10%, 20%, 30% of the input range).")] = None,
+    eps: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated epsilons (default: 5%, 10%, 20%, 30% of the input range)."
+        ),
+    ] = None,
     samples: Annotated[int, typer.Option(help="Test inputs to attack.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed for sampling and attacks.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    fmt: Annotated[str, typer.Option("--format", help="Report formats: html, json or both.")] = "html,json",
-    attacks: Annotated[str | None, typer.Option(
-        help="Comma-separated attack names (default: every one the target's access allows).")] = None,
-    arch: Annotated[str | None, typer.Option(
-        help="For a state-dict .pt file: the architecture, as package.module:factory.")] = None,
-    trust: Annotated[bool, typer.Option(
-        "--trust", help="Load pickles and untrusted skops types: only for files you made.")] = False,
-    output_kind: Annotated[str | None, typer.Option(
-        help="What the model returns: logits, probabilities or labels.")] = None,
-    query_budget: Annotated[int | None, typer.Option(
-        help="Most queries the target may answer in this scan.")] = None,
-    max_queries: Annotated[int | None, typer.Option(
-        help="Most queries per input for black-box attacks.")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Report formats: html, json or both.")
+    ] = "html,json",
+    attacks: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated attack names (default: every one the target's access allows)."
+        ),
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            help="For a state-dict .pt file: the architecture, as package.module:factory."
+        ),
+    ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust", help="Load pickles and untrusted skops types: only for files you made."
+        ),
+    ] = False,
+    output_kind: Annotated[
+        str | None, typer.Option(help="What the model returns: logits, probabilities or labels.")
+    ] = None,
+    query_budget: Annotated[
+        int | None, typer.Option(help="Most queries the target may answer in this scan.")
+    ] = None,
+    max_queries: Annotated[
+        int | None, typer.Option(help="Most queries per input for black-box attacks.")
+    ] = None,
     steps: Annotated[int | None, typer.Option(help="Steps of iterative gradient attacks.")] = None,
-    header: Annotated[list[str] | None, typer.Option(
-        help="HTTP header for a URL target, 'Name: value' (repeatable); never written out.")] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="HTTP header for a URL target, 'Name: value' (repeatable); never written out."
+        ),
+    ] = None,
     label_column: Annotated[str, typer.Option(help="Label column of a CSV.")] = "label",
-    bounds: Annotated[str | None, typer.Option(help="Input bounds 'low,high' for your data.")] = None,
-    num_classes: Annotated[int | None, typer.Option(help="Number of classes, if not all appear.")] = None,
-    fail_on: Annotated[str | None, typer.Option(
-        help="Exit with status 1 when a finding is at least this severe (critical, high, "
-        "medium, low): a gate for CI.")] = None,
+    bounds: Annotated[
+        str | None, typer.Option(help="Input bounds 'low,high' for your data.")
+    ] = None,
+    num_classes: Annotated[
+        int | None, typer.Option(help="Number of classes, if not all appear.")
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            help="Exit with status 1 when a finding is at least this severe (critical, high, "
+            "medium, low): a gate for CI."
+        ),
+    ] = None,
 ) -> None:
     """Attack a model over an epsilon sweep and write report.html and report.json."""
     from bastion.assess import scan as run_scan
@@ -108,7 +164,9 @@ def scan(
         try:
             threshold = Severity(fail_on.lower())
         except ValueError:
-            raise ConfigError(f"--fail-on takes critical, high, medium or low; got {fail_on!r}") from None
+            raise ConfigError(
+                f"--fail-on takes critical, high, medium or low; got {fail_on!r}"
+            ) from None
     bounds_value = None
     if bounds is not None:
         pair = _floats(bounds, "--bounds")
@@ -129,9 +187,18 @@ def scan(
             bar.update(task, description="training the demo model", completed=done, total=total)
 
         tgt, dataset = load_target_and_data(
-            target, data, arch=arch, trust=trust, device=device, output_kind=output_kind,
-            query_budget=query_budget, headers=_headers(header or []), label_column=label_column,
-            bounds=bounds_value, num_classes=num_classes, progress=trained,
+            target,
+            data,
+            arch=arch,
+            trust=trust,
+            device=device,
+            output_kind=output_kind,
+            query_budget=query_budget,
+            headers=_headers(header or []),
+            label_column=label_column,
+            bounds=bounds_value,
+            num_classes=num_classes,
+            progress=trained,
         )
         dims = 1
         for d in dataset.input_shape:
@@ -143,8 +210,16 @@ def scan(
             bar.update(task, description=f"attacking: {label}", completed=done, total=total)
 
         bar.update(task, description="attacking", completed=0, total=None)
-        result = run_scan(tgt, dataset, threat, samples=samples, seed=seed,
-                          attacks=attack_names, attack_params=params, progress=step)
+        result = run_scan(
+            tgt,
+            dataset,
+            threat,
+            samples=samples,
+            seed=seed,
+            attacks=attack_names,
+            attack_params=params,
+            progress=step,
+        )
 
     out.mkdir(parents=True, exist_ok=True)
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:] if "header" not in a)
@@ -158,8 +233,14 @@ def scan(
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 def _summary(result: Any, out: Path, formats: set[str]) -> None:
@@ -179,14 +260,18 @@ def _summary(result: Any, out: Path, formats: set[str]) -> None:
         lo, hi = p.interval
         by_name = {s.attack: s for s in p.attacks}
         table.add_row(
-            f"{p.epsilon:g}", f"{p.robust_accuracy:.1%}", f"{lo:.1%}-{hi:.1%}",
+            f"{p.epsilon:g}",
+            f"{p.robust_accuracy:.1%}",
+            f"{lo:.1%}-{hi:.1%}",
             *[f"{by_name[n].fooled}/{by_name[n].attacked}" for n in result.attacks],
         )
     console.print(table)
     for f in result.findings:
         style = _SEV_STYLE[f.severity.value]
-        console.print(f"[{style}]{f.severity.value.upper():>8}[/] {f.title} "
-                      f"[dim]({', '.join(f.techniques)})[/]")
+        console.print(
+            f"[{style}]{f.severity.value.upper():>8}[/] {f.title} "
+            f"[dim]({', '.join(f.techniques)})[/]"
+        )
         console.print(f"         {f.summary}", highlight=False)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)

@@ -11,7 +11,14 @@ from bastion.core.errors import (
     UntrustedFileError,
 )
 from bastion.core.findings import Finding, Severity
-from bastion.core.registry import ATTACKS, DEFENCES, Entry, Registry, register_attack, register_defence
+from bastion.core.registry import (
+    ATTACKS,
+    DEFENCES,
+    Entry,
+    Registry,
+    register_attack,
+    register_defence,
+)
 from bastion.core.results import AttackResult
 from bastion.core.targets import (
     BlackBoxTarget,

@@ -89,7 +89,9 @@ class Threat(BaseModel):
             if not math.isfinite(eps) or eps <= 0:
                 raise ConfigError(f"epsilon must be a positive finite number, got {eps}")
             if self.norm is Norm.L0 and eps != int(eps):
-                raise ConfigError(f"an L0 epsilon counts changed features, so it must be whole: {eps}")
+                raise ConfigError(
+                    f"an L0 epsilon counts changed features, so it must be whole: {eps}"
+                )
         if len(set(self.epsilons)) != len(self.epsilons):
             raise ConfigError(f"epsilons repeat: {self.epsilons}")
         if self.query_budget is not None and self.query_budget < 1:
@@ -100,7 +102,9 @@ class Threat(BaseModel):
     def epsilon(self) -> float:
         """The single epsilon of this threat; an error if it is a sweep."""
         if len(self.epsilons) != 1:
-            raise ConfigError(f"this threat sweeps {len(self.epsilons)} epsilons; pick one with at()")
+            raise ConfigError(
+                f"this threat sweeps {len(self.epsilons)} epsilons; pick one with at()"
+            )
         return self.epsilons[0]
 
     def at(self, eps: float) -> Threat:

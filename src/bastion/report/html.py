@@ -47,8 +47,15 @@ def _robustness_plot(report: dict[str, Any]) -> str:
     if len(groups) > 1:
         for g in groups:
             acc = [clean["value"]] + [p["by_access"][g] for p in sweep]
-            ax.plot(eps, acc, "s--", color=_COLOURS.get(g, "#888888"), linewidth=1.2,
-                    markersize=4, label=f"{g} attacks")
+            ax.plot(
+                eps,
+                acc,
+                "s--",
+                color=_COLOURS.get(g, "#888888"),
+                linewidth=1.2,
+                markersize=4,
+                label=f"{g} attacks",
+            )
     ax.set_xlabel(f"epsilon ({report['threat']['norm']})")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
@@ -73,8 +80,13 @@ def _examples_plot(result: ScanResult, eps: float) -> str | None:
     def show(ax: Any, arr: np.ndarray, title: str, colour: str) -> None:
         img = (arr - lo) / (hi - lo)
         img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
-        ax.imshow(np.clip(img, 0, 1), cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1,
-                  interpolation="nearest")
+        ax.imshow(
+            np.clip(img, 0, 1),
+            cmap="gray" if img.ndim == 2 else None,
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+        )
         ax.set_title(title, fontsize=8, color=colour)
         ax.axis("off")
 
@@ -84,22 +96,34 @@ def _examples_plot(result: ScanResult, eps: float) -> str | None:
     fig, axes = plt.subplots(2, len(chosen), figsize=(1.3 * len(chosen), 3.0), squeeze=False)
     for col, ex in enumerate(chosen):
         ok = ex.clean_prediction == ex.label
-        show(axes[0][col], ex.clean, f"clean: {label(ex.clean_prediction)}",
-             "#1e8449" if ok else "#c0392b")
+        show(
+            axes[0][col],
+            ex.clean,
+            f"clean: {label(ex.clean_prediction)}",
+            "#1e8449" if ok else "#c0392b",
+        )
         fooled = ex.adversarial_prediction != ex.label
-        show(axes[1][col], ex.adversarial, f"attacked: {label(ex.adversarial_prediction)}",
-             "#c0392b" if fooled else "#1e8449")
-    fig.suptitle(f"Clean inputs (top) and their adversarial versions at eps={eps:g} (bottom)",
-                 fontsize=9)
+        show(
+            axes[1][col],
+            ex.adversarial,
+            f"attacked: {label(ex.adversarial_prediction)}",
+            "#c0392b" if fooled else "#1e8449",
+        )
+    fig.suptitle(
+        f"Clean inputs (top) and their adversarial versions at eps={eps:g} (bottom)", fontsize=9
+    )
     return _png(fig)
 
 
-def render_html(result: ScanResult, report: dict[str, Any] | None = None,
-                command: str | None = None) -> str:
+def render_html(
+    result: ScanResult, report: dict[str, Any] | None = None, command: str | None = None
+) -> str:
     """The HTML report for ``result`` (``report`` is its JSON form, if already made)."""
     report = report or to_dict(result)
-    env = Environment(loader=PackageLoader("bastion.report", "templates"),
-                      autoescape=select_autoescape(["html", "j2"]))
+    env = Environment(
+        loader=PackageLoader("bastion.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+    )
     eps_values = [p["epsilon"] for p in report["sweep"]]
     # show examples where the attacks bite but not everything is gone: the middle of the sweep
     show_eps = eps_values[len(eps_values) // 2]
@@ -110,14 +134,16 @@ def render_html(result: ScanResult, report: dict[str, Any] | None = None,
         robustness_png=_robustness_plot(report),
         examples_png=_examples_plot(result, show_eps),
         examples_eps=show_eps,
-        tabular_examples=[e for e in report["examples"] if e["epsilon"] == show_eps
-                          and e.get("largest_changes")],
+        tabular_examples=[
+            e for e in report["examples"] if e["epsilon"] == show_eps and e.get("largest_changes")
+        ],
         technique_names=techniques,
         mitigations=mitigations,
         command=command,
     )
 
 
-def write_html(result: ScanResult, path: Path, report: dict[str, Any] | None = None,
-               command: str | None = None) -> None:
+def write_html(
+    result: ScanResult, path: Path, report: dict[str, Any] | None = None, command: str | None = None
+) -> None:
     atomic_write(path, render_html(result, report, command))

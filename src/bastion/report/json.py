@@ -24,7 +24,9 @@ SCHEMA_VERSION = "1.0"
 
 def load_schema() -> dict[str, Any]:
     """The JSON Schema that every ``report.json`` validates against."""
-    text = resources.files("bastion.report").joinpath("schema/report.schema.json").read_text("utf-8")
+    text = (
+        resources.files("bastion.report").joinpath("schema/report.schema.json").read_text("utf-8")
+    )
     return json.loads(text)  # type: ignore[no-any-return]
 
 

@@ -26,7 +26,7 @@ from bastion.core.errors import ConfigError, TargetError
 from bastion.core.targets import SklearnTarget, Target, TorchTarget
 from bastion.data import Dataset, load_dataset
 
-__all__ = ["MLP", "ZOO", "SmallCNN", "Recipe", "cache_dir", "load_demo", "train_classifier"]
+__all__ = ["MLP", "ZOO", "Recipe", "SmallCNN", "cache_dir", "load_demo", "train_classifier"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,9 @@ class SmallCNN(nn.Module):
             nn.ReLU(),
         )
         side = (image_size + 1) // 2
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * side * side, 128), nn.ReLU(),
-                                  nn.Linear(128, num_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * side * side, 128), nn.ReLU(), nn.Linear(128, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # type: ignore[no-any-return]
@@ -57,8 +58,14 @@ class MLP(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = 64) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # type: ignore[no-any-return]
@@ -183,8 +190,13 @@ def load_demo(
         est = _logreg(data, recipe)
         if progress is not None:
             progress(1, 1)
-        target: Target = SklearnTarget(est, num_classes=data.num_classes, bounds=data.bounds,
-                                       input_shape=data.input_shape, name=name)
+        target: Target = SklearnTarget(
+            est,
+            num_classes=data.num_classes,
+            bounds=data.bounds,
+            input_shape=data.input_shape,
+            name=name,
+        )
         return target, data
     module = build_module(recipe, data)
     path = cache_dir() / f"{name}-{recipe.key()}.pt"
@@ -196,6 +208,12 @@ def load_demo(
         log.info("training demo model %s (cached at %s)", name, path)
         train_classifier(module, data, recipe, progress)
         _atomic_save(module.state_dict(), path)
-    target = TorchTarget(module, num_classes=data.num_classes, bounds=data.bounds,
-                         input_shape=data.input_shape, device=device, name=name)
+    target = TorchTarget(
+        module,
+        num_classes=data.num_classes,
+        bounds=data.bounds,
+        input_shape=data.input_shape,
+        device=device,
+        name=name,
+    )
     return target, data

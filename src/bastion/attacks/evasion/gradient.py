@@ -19,8 +19,9 @@ class GradientAttack(Attack):
 
     Each restart begins at a random point of the ball (or at the input, without
     ``random_start``) and takes ``steps`` steps of size ``rel_stepsize * eps`` (by default
-    ``2.5 * eps / steps``), or ``abs_stepsize``, along the step direction. After every restart the worst case per sample
-    is kept: a successful point over an unsuccessful one, a higher loss between two failures.
+    ``2.5 * eps / steps``), or ``abs_stepsize``, along the step direction. After every
+    restart the worst case per sample is kept: a successful point over an unsuccessful one,
+    a higher loss between two failures.
     Samples already fooled are not attacked again.
 
     Subclasses change the pieces: :meth:`start`, :meth:`direction`, :meth:`loss`.
@@ -56,9 +57,7 @@ class GradientAttack(Attack):
             raise ConfigError(f"loss must be 'ce' or 'margin', got {self.loss!r}")
 
     # ------------------------------------------------------------------ the pieces
-    def start(
-        self, x: torch.Tensor, threat: Threat, generator: torch.Generator
-    ) -> torch.Tensor:
+    def start(self, x: torch.Tensor, threat: Threat, generator: torch.Generator) -> torch.Tensor:
         """The first perturbation of a restart."""
         if self.random_start:
             return random_in_ball(x, threat.norm, threat.epsilon, generator)
@@ -68,8 +67,9 @@ class GradientAttack(Attack):
         """The steepest ascent direction of unit size under ``norm``."""
         if norm is Norm.LINF:
             return grad.sign()
-        size = grad.reshape(grad.shape[0], -1).norm(dim=1).clamp_min(1e-12)
-        return grad / size.view((-1,) + (1,) * (grad.ndim - 1))
+        size = torch.linalg.vector_norm(grad.reshape(grad.shape[0], -1), dim=1).clamp_min(1e-12)
+        unit: torch.Tensor = grad / size.view((-1,) + (1,) * (grad.ndim - 1))
+        return unit
 
     def objective(self, scores: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
         """Per-sample value the attack increases."""

@@ -72,7 +72,7 @@ class SquareAttack(Attack):
     def _fraction(self, iteration: int, budget: int) -> float:
         point = int(iteration / budget * 10000)
         halvings = sum(point > s for s in _SCHEDULE)
-        return self.p_init / 2**halvings
+        return float(self.p_init) / float(2**halvings)
 
     @staticmethod
     def _margin(
@@ -142,8 +142,9 @@ class SquareAttack(Attack):
                 flipped = torch.where(window, (x0 - corner).clamp(lo, hi), cur)
                 cand = torch.where(same.view(-1, 1, 1, 1), flipped, cand)
             with torch.no_grad():
-                new = self._margin(target, target(cand.view((k,) + x.shape[1:])), y[todo],
-                                   threat.targeted)
+                new = self._margin(
+                    target, target(cand.view((k, *x.shape[1:]))), y[todo], threat.targeted
+                )
             spent[todo.cpu()] += 1
             better = new < margin[todo]
             best[todo[better]] = cand[better]

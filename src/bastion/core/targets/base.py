@@ -193,7 +193,10 @@ class BlackBoxTarget(Target):
             dtype = torch.long if self.output_kind is OutputKind.LABELS else torch.float32
             return torch.zeros(empty, dtype=dtype, device=x.device)
         out = np.concatenate(
-            [self._predict_numpy(arr[i : i + self.batch_size]) for i in range(0, len(arr), self.batch_size)],
+            [
+                self._predict_numpy(arr[i : i + self.batch_size])
+                for i in range(0, len(arr), self.batch_size)
+            ],
             axis=0,
         )
         if self.output_kind is OutputKind.LABELS:

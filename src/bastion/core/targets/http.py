@@ -85,7 +85,9 @@ class HttpTarget(BlackBoxTarget):
         try:
             out = np.asarray(payload[self.output_key], dtype=np.float64)
         except (TypeError, ValueError) as exc:
-            raise TargetError(f"{self.name} answered {self.output_key!r} that is not numeric") from exc
+            raise TargetError(
+                f"{self.name} answered {self.output_key!r} that is not numeric"
+            ) from exc
         if len(out) != len(x):
             raise TargetError(f"{self.name} answered {len(out)} outputs for {len(x)} inputs")
         return out

@@ -61,5 +61,7 @@ class OnnxTarget(BlackBoxTarget):
             out = self.session.run(None, {self._input_name: feed})[0]
         except Exception as exc:  # onnxruntime's errors are not exported as a base class
             first = str(exc).strip().splitlines()[0]
-            raise DataError(f"the ONNX model rejected inputs of shape {x.shape[1:]}: {first}") from exc
+            raise DataError(
+                f"the ONNX model rejected inputs of shape {x.shape[1:]}: {first}"
+            ) from exc
         return np.asarray(out)

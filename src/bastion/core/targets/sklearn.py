@@ -43,14 +43,18 @@ class SklearnTarget(BlackBoxTarget):
             raise TargetError(f"{type(estimator).__name__} is not a fitted scikit-learn classifier")
         classes = np.asarray(classes)
         if num_classes is None:
-            num_classes = int(len(classes))
-        if not np.issubdtype(classes.dtype, np.integer) or list(classes) != list(range(len(classes))):
+            num_classes = len(classes)
+        if not np.issubdtype(classes.dtype, np.integer) or list(classes) != list(
+            range(len(classes))
+        ):
             raise TargetError(
                 f"the estimator's classes are {list(classes)[:10]}; bastion needs labels 0..C-1"
             )
         if output_kind is None:
             output_kind = (
-                OutputKind.PROBABILITIES if hasattr(estimator, "predict_proba") else OutputKind.LABELS
+                OutputKind.PROBABILITIES
+                if hasattr(estimator, "predict_proba")
+                else OutputKind.LABELS
             )
         output_kind = OutputKind(output_kind)
         if output_kind is OutputKind.LOGITS:
@@ -75,7 +79,9 @@ class SklearnTarget(BlackBoxTarget):
                 return np.asarray(self.estimator.predict(flat))
             proba = np.asarray(self.estimator.predict_proba(flat), dtype=np.float32)
         except ValueError as exc:
-            raise TargetError(f"the estimator rejected inputs of shape {x.shape[1:]}: {exc}") from exc
+            raise TargetError(
+                f"the estimator rejected inputs of shape {x.shape[1:]}: {exc}"
+            ) from exc
         if proba.shape[1] < self.num_classes:
             proba = np.pad(proba, ((0, 0), (0, self.num_classes - proba.shape[1])))
         return proba

@@ -1,0 +1,306 @@
+"""The command line, end to end: good paths write valid reports, bad input gets one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+from bastion.cli.main import main
+from bastion.report import load_schema
+
+FAST = ["--samples", "24", "--eps", "0.1,0.3", "--steps", "5", "--max-queries", "60"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _valid(report: Path) -> dict[str, Any]:
+    data = json.loads(report.read_text())
+    jsonschema.validate(data, load_schema())
+    return data
+
+
+def test_scan_demo_writes_reports(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "scan", "--out", str(tmp_path), *FAST)
+    assert code == 0, err
+    assert "Robust accuracy" in out and "report.html" in out
+    data = _valid(tmp_path / "report.json")
+    assert data["target"]["access"] == "white-box"
+    assert data["scan"]["attacks"] == ["fgsm", "pgd", "square"]
+    assert [p["epsilon"] for p in data["sweep"]] == [0.1, 0.3]
+    assert data["sweep"][1]["robust_accuracy"] < data["clean_accuracy"]["value"]
+    ids = {t for f in data["findings"] for t in f["techniques"]}
+    assert {"AML.T0043.000", "AML.T0015"} <= ids
+    html = (tmp_path / "report.html").read_text()
+    assert "AML.T0043.000" in html and "AML.T0015" in html
+    assert html.count("data:image/png;base64,") == 2  # the plot and the examples
+    assert "<script" not in html and 'src="http' not in html  # self-contained
+
+
+def test_format_and_fail_on(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, _err = run(
+        capsys, "scan", "--out", str(tmp_path), "--format", "json", "--fail-on", "low", *FAST
+    )
+    assert code == 1
+    assert (tmp_path / "report.json").exists()
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_scan_l2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(
+        capsys, "scan", "--out", str(tmp_path), "--norm", "l2", "--samples", "16", "--steps", "5"
+    )
+    assert code == 0, err
+    data = _valid(tmp_path / "report.json")
+    assert data["scan"]["attacks"] == ["fgsm", "pgd"]  # square is Linf only
+    assert data["threat"]["norm"] == "l2"
+
+
+@pytest.fixture
+def skops_file(logreg: Any, tmp_path: Path) -> Path:
+    import skops.io as sio
+
+    path = tmp_path / "logreg.skops"
+    sio.dump(logreg, path)
+    return path
+
+
+def test_scan_sklearn_skops(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, skops_file: Path
+) -> None:
+    out_dir = tmp_path / "r"
+    code, _, err = run(
+        capsys,
+        "scan",
+        "--target",
+        str(skops_file),
+        "--data",
+        "digits",
+        "--out",
+        str(out_dir),
+        *FAST,
+    )
+    assert code == 0, err
+    data = _valid(out_dir / "report.json")
+    assert data["target"]["access"] == "score-based"
+    assert data["scan"]["attacks"] == ["square"]
+    assert data["findings"][0]["techniques"][0] == "AML.T0043.001"
+
+
+def test_scan_http(capsys: pytest.CaptureFixture[str], tmp_path: Path, predict_server: str) -> None:
+    code, _, err = run(
+        capsys,
+        "scan",
+        "--target",
+        predict_server,
+        "--data",
+        "digits",
+        "--out",
+        str(tmp_path),
+        "--header",
+        "X-Api-Key: s3cret",
+        *FAST,
+    )
+    assert code == 0, err
+    report = (tmp_path / "report.json").read_text() + (tmp_path / "report.html").read_text()
+    assert "s3cret" not in report
+    assert _valid(tmp_path / "report.json")["scan"]["attacks"] == ["square"]
+
+
+def test_scan_torchscript_and_state_dict(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, demo: Any
+) -> None:
+    model = demo[0].model
+    scripted = tmp_path / "cnn.pt"
+    torch.jit.trace(model, torch.rand(1, 1, 8, 8)).save(str(scripted))
+    code, _, err = run(
+        capsys,
+        "scan",
+        "--target",
+        str(scripted),
+        "--data",
+        "digits",
+        "--out",
+        str(tmp_path / "a"),
+        *FAST,
+    )
+    assert code == 0, err
+    weights = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), weights)
+    code, _, err = run(
+        capsys,
+        "scan",
+        "--target",
+        str(weights),
+        "--data",
+        "digits",
+        "--arch",
+        "bastion.zoo.models:SmallCNN",
+        "--out",
+        str(tmp_path / "b"),
+        *FAST,
+    )
+    assert code == 0, err
+    a = _valid(tmp_path / "a" / "report.json")
+    b = _valid(tmp_path / "b" / "report.json")
+    assert a["clean_accuracy"] == b["clean_accuracy"]
+    code, _, err = run(capsys, "scan", "--target", str(weights), "--data", "digits")
+    assert code != 0 and "--arch" in err
+
+
+def test_trusted_pickle(capsys: pytest.CaptureFixture[str], tmp_path: Path, logreg: Any) -> None:
+    import joblib
+
+    path = tmp_path / "model.joblib"
+    joblib.dump(logreg, path)
+    code, _, err = run(
+        capsys, "scan", "--target", str(path), "--data", "digits", "--out", str(tmp_path / "r")
+    )
+    assert code != 0 and "pickle" in err and "--trust" in err
+    code, _, err = run(
+        capsys,
+        "scan",
+        "--target",
+        str(path),
+        "--data",
+        "digits",
+        "--trust",
+        "--out",
+        str(tmp_path / "r"),
+        *FAST,
+    )
+    assert code == 0, err
+
+
+def _npz(path: Path, x: np.ndarray, y: np.ndarray) -> str:
+    np.savez(path, x=x, y=y)
+    return str(path)
+
+
+@pytest.fixture
+def bad_inputs(tmp_path: Path, demo: Any) -> dict[str, list[str]]:
+    rng = np.random.default_rng(0)
+    scripted = tmp_path / "cnn.pt"
+    torch.jit.trace(demo[0].model, torch.rand(1, 1, 8, 8)).save(str(scripted))
+    wrong_shape = _npz(
+        tmp_path / "shape.npz", rng.random((10, 3, 5), dtype=np.float32), np.arange(10) % 10
+    )
+    big = _npz(tmp_path / "big.npz", rng.random((10, 1, 8, 8)) * 255, np.arange(10) % 10)
+    labels = _npz(
+        tmp_path / "labels.npz", rng.random((12, 1, 8, 8), dtype=np.float32), np.arange(12)
+    )
+    return {
+        "missing file": ["--target", str(tmp_path / "nope.onnx"), "--data", "digits"],
+        "missing data": ["--target", str(scripted), "--data", str(tmp_path / "nope.npz")],
+        "shape the model rejects": ["--target", str(scripted), "--data", wrong_shape],
+        "shape the target expects": ["--data", wrong_shape],
+        "outside bounds": ["--data", big],
+        "labels out of range": ["--data", labels],
+        "unreachable url": ["--target", "http://127.0.0.1:9/predict", "--data", "digits"],
+        "negative epsilon": ["--eps", "-0.1"],
+        "epsilon beyond range": ["--eps", "1.5"],
+        "epsilon not a number": ["--eps", "abc"],
+        "unknown norm": ["--norm", "l7"],
+        "unknown format": ["--format", "pdf"],
+        "unknown attack": ["--attacks", "deepfool9"],
+        "white-box attack on a black box": ["--target", "digits-logreg", "--attacks", "pgd"],
+        "no data for a user model": ["--target", str(scripted)],
+        "unknown model format": ["--target", str(Path(__file__)), "--data", "digits"],
+        "bad output kind": ["--target", str(scripted), "--data", "digits", "--output-kind", "x"],
+        "zero samples": ["--samples", "0"],
+    }
+
+
+CASES = [
+    "missing file",
+    "missing data",
+    "shape the model rejects",
+    "shape the target expects",
+    "outside bounds",
+    "labels out of range",
+    "unreachable url",
+    "negative epsilon",
+    "epsilon beyond range",
+    "epsilon not a number",
+    "unknown norm",
+    "unknown format",
+    "unknown attack",
+    "white-box attack on a black box",
+    "no data for a user model",
+    "unknown model format",
+    "bad output kind",
+    "zero samples",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_clear_line(
+    case: str, bad_inputs: dict[str, list[str]], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run(
+        capsys, "scan", "--out", str(tmp_path / "r"), "--samples", "10", *bad_inputs[case]
+    )
+    assert code != 0
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:"), err
+    assert "Traceback" not in out + err
+    assert not (tmp_path / "r" / "report.json").exists()
+
+
+def test_entry_point_subprocess(tmp_path: Path) -> None:
+    """The installed command renders errors the same way (no traceback, exit 2)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bastion.cli.main", "scan", "--eps", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:")
+    assert "Traceback" not in proc.stderr
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "version")
+    assert code == 0 and out.startswith("bastion ")
+
+
+def test_scan_exported_program(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, demo: Any
+) -> None:
+    path = tmp_path / "cnn.pt2"
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(
+        demo[0].model, (torch.rand(2, 1, 8, 8),), dynamic_shapes={"x": {0: batch}}
+    )
+    torch.export.save(program, str(path))
+    code, _, err = run(
+        capsys,
+        "scan",
+        "--target",
+        str(path),
+        "--data",
+        "digits",
+        "--out",
+        str(tmp_path / "r"),
+        *FAST,
+    )
+    assert code == 0, err
+    assert _valid(tmp_path / "r" / "report.json")["target"]["access"] == "white-box"

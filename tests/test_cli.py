@@ -304,3 +304,12 @@ def test_scan_exported_program(
     )
     assert code == 0, err
     assert _valid(tmp_path / "r" / "report.json")["target"]["access"] == "white-box"
+
+
+def test_attacks_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    from bastion.core.registry import ATTACKS
+
+    code, out, _ = run(capsys, "attacks")
+    assert code == 0
+    for entry in ATTACKS:
+        assert entry.name in out

@@ -26,6 +26,30 @@ app.command("scan")(_scan.scan)
 
 
 @app.command()
+def attacks() -> None:
+    """List the registered attacks: family, access needed, norms and ATLAS techniques."""
+    from rich.table import Table
+
+    from bastion import attacks as _registered  # noqa: F401  (fills the registry)
+    from bastion.core.registry import ATTACKS
+
+    table = Table(title="Registered attacks", title_justify="left")
+    for column in ("name", "family", "access", "norms", "data", "ATLAS", "summary"):
+        table.add_column(column)
+    for e in ATTACKS:
+        table.add_row(
+            e.name,
+            e.family,
+            e.access.value,
+            ", ".join(n.value for n in e.norms),
+            ", ".join(e.data_kinds),
+            ", ".join(e.techniques),
+            e.summary,
+        )
+    console.print(table)
+
+
+@app.command()
 def version() -> None:
     """Print bastion's version."""
     from bastion import __version__

@@ -92,6 +92,10 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (for plugins that are unloaded, and tests)."""
+        self._entries.pop(name, None)
+
     def get(self, name: str) -> Entry:
         try:
             return self._entries[name]

@@ -98,33 +98,38 @@ class GradientAttack(Attack):
             rel = self.rel_stepsize if self.rel_stepsize is not None else 2.5 / self.steps
             step = rel * eps
         lo, hi = target.bounds
-        best = x.clone()
+        norm, targeted = threat.norm, threat.targeted
+        best = x
         fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         best_value = torch.full((len(x),), float("-inf"), device=x.device)
         zero_grads = 0
         for restart in range(self.restarts):
-            todo = (~fooled).nonzero().squeeze(1)
-            if len(todo) == 0:
+            # the first restart attacks everything; later ones only what still stands
+            todo = None if restart == 0 else (~fooled).nonzero().squeeze(1)
+            if todo is not None and len(todo) == 0:
                 break
-            xs, ys = x[todo], y[todo]
+            xs, ys = (x, y) if todo is None else (x[todo], y[todo])
             delta = self.start(xs, threat, generator)
             delta = (xs + delta).clamp(lo, hi) - xs
             for i in range(self.steps):
                 x_adv = (xs + delta).requires_grad_(True)
-                value = self.objective(target(x_adv), ys, threat.targeted)
+                value = self.objective(target(x_adv), ys, targeted)
                 (grad,) = torch.autograd.grad(value.sum(), x_adv)
                 if i == 0 and restart == 0:
                     zero_grads = int((grad.reshape(len(grad), -1).abs().amax(dim=1) == 0).sum())
-                delta = project(delta + step * self.direction(grad, threat.norm), threat.norm, eps)
+                delta = project(delta + step * self.direction(grad, norm), norm, eps)
                 delta = (xs + delta).clamp(lo, hi) - xs
             x_adv = (xs + delta).detach()
             if self.restarts == 1:
-                best[todo] = x_adv
+                best = x_adv
                 break
+            if todo is None:
+                todo = torch.arange(len(x), device=x.device)
+                best = x.clone()
             with torch.no_grad():
                 scores = target(x_adv)
-                value = self.objective(scores, ys, threat.targeted)
-                hit = scores.argmax(dim=1) == ys if threat.targeted else scores.argmax(dim=1) != ys
+                value = self.objective(scores, ys, targeted)
+                hit = scores.argmax(dim=1) == ys if targeted else scores.argmax(dim=1) != ys
             better = hit | (value > best_value[todo])
             best[todo[better]] = x_adv[better]
             best_value[todo[better]] = value[better]

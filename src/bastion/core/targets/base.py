@@ -111,7 +111,7 @@ class Target(ABC):
                 out.append(y if y.ndim == 1 else y.argmax(dim=1))
         if not out:
             return torch.empty(0, dtype=torch.long, device=x.device)
-        return torch.cat(out).long()
+        return (out[0] if len(out) == 1 else torch.cat(out)).long()
 
     def gradient(self, x: torch.Tensor, loss: Any) -> torch.Tensor:
         """Gradient of ``loss(output)`` with respect to ``x``; white-box targets only."""

@@ -175,6 +175,7 @@ _SURFACES = {
     "weights",
     "physical",
     "training-data",
+    "third-party-data",
     "supply-chain",
     "artifacts",
     "accounts",

@@ -46,6 +46,7 @@ class Surface(str, Enum):
     WEIGHTS = "weights"
     PHYSICAL = "physical"
     TRAINING_DATA = "training-data"
+    THIRD_PARTY_DATA = "third-party-data"
     SUPPLY_CHAIN = "supply-chain"
     ARTIFACTS = "artifacts"
     ACCOUNTS = "accounts"
@@ -95,6 +96,9 @@ class Technique(_Frozen):
 
     id: str = Field(pattern=r"^AML\.T\d{4}(\.\d{3})?$")
     name: str
+    maturity: Literal["feasible", "demonstrated", "realized"] = Field(
+        default="demonstrated", description="ATLAS's evidence level: research, demo, in the wild"
+    )
     description: str
     tactics: tuple[str, ...] = ()
     parent: str | None = None

@@ -39,6 +39,7 @@ class AtlasTechnique:
     name: str
     tactics: tuple[str, ...]
     parent: str | None
+    maturity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def load_atlas(path: str | Path) -> AtlasFramework:
                 name=t["name"],
                 tactics=tuple(t.get("tactics", ())),
                 parent=t.get("subtechnique-of"),
+                maturity=t.get("maturity"),
             )
             for t in matrix["techniques"]
         }
@@ -139,7 +141,7 @@ def load_aidefend(path: str | Path) -> AidefendFramework:
                     )
         version = raw.get("version", "unknown")
         if isinstance(version, dict):
-            version = version.get("data") or version.get("schema") or "unknown"
+            version = version.get("dataVersion") or version.get("schemaVersion") or "unknown"
     except (KeyError, TypeError) as exc:
         raise DataError(f"{path} does not look like an AIDEFEND export ({exc!r})") from exc
     return AidefendFramework(str(version), out)
@@ -220,6 +222,8 @@ def _verify_atlas(catalog: Catalog, atlas: AtlasFramework, report: VerifyReport)
             err(f"technique {tech.id}: name {tech.name!r} != ATLAS {real.name!r}")
         if real.parent != tech.parent:
             err(f"technique {tech.id}: parent {tech.parent} != ATLAS {real.parent}")
+        if real.maturity is not None and real.maturity != tech.maturity:
+            err(f"technique {tech.id}: maturity {tech.maturity} != ATLAS {real.maturity}")
         if tech.parent is None and set(real.tactics) != set(tech.tactics):
             err(f"technique {tech.id}: tactics {sorted(tech.tactics)} != ATLAS {sorted(real.tactics)}")
     excluded = catalog.excluded_ids()

@@ -19,6 +19,12 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+from bastion.cli import catalog as _catalog_cli  # noqa: E402
+from bastion.cli import threats as _threats_cli  # noqa: E402
+
+app.add_typer(_catalog_cli.app, name="catalog")
+app.add_typer(_threats_cli.app, name="threats")
+
 
 @app.command()
 def version() -> None:

@@ -281,7 +281,9 @@ def analyse_gaps(
     reports = list(evidence or [])
     entries = []
     for f in threat_model.findings:
-        entries.append(_entry(catalog, f, controls, reports))
+        # Consequences (External Harms) follow from other techniques; controls act on those.
+        if not f.consequence:
+            entries.append(_entry(catalog, f, controls, reports))
     entries.sort(key=lambda e: (-e.risk, e.technique, e.asset))
     return GapAnalysis(
         system=threat_model.system.name,

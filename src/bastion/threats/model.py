@@ -291,7 +291,8 @@ def _prioritize(
         countered = [
             worst[t] for t in worst if set(catalog.lineage(t)) & set(mit.techniques)
         ]
-        countered = [c for c in countered if not c.enabler] or countered
+        # Score by the direct techniques it stops; enablers and consequences only break ties.
+        countered = [c for c in countered if not (c.enabler or c.consequence)] or countered
         if not countered:
             continue
         top = min((c.band for c in countered), key=_BAND_ORDER.__getitem__)

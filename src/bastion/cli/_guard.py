@@ -1,0 +1,34 @@
+"""Shared helpers for bastion's sub-commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+from rich.console import Console
+
+from bastion.core.errors import BastionError
+
+__all__ = ["err_console", "fail", "user_errors"]
+
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Render a :class:`BastionError` as one line on stderr and exit with its code.
+
+    ``SystemExit`` (not ``typer.Exit``) so that the code survives ``main()``, which runs the
+    app with ``standalone_mode=False``, and typer's test runner alike.
+    """
+    try:
+        yield
+    except BastionError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None
+
+
+def fail(code: int = 1) -> NoReturn:
+    """Exit with ``code`` after a command has already said why."""
+    raise SystemExit(code)

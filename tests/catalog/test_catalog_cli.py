@@ -33,7 +33,8 @@ def test_list_as_json_and_filters() -> None:
     result = runner.invoke(app, ["catalog", "list", "--executable", "--json"])
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert data and all(t["executable"] for t in data)
+    assert data
+    assert all(t["executable"] for t in data)
     result = runner.invoke(app, ["catalog", "list", "--tactic", "AML.TA0010", "--json"])
     ids = {t["id"] for t in json.loads(result.stdout)}
     assert {"AML.T0024", "AML.T0024.002", "AML.T0025"} <= ids

@@ -47,7 +47,8 @@ def test_scan_techniques_resolve(technique_id: str) -> None:
 def test_scan_mitigations_resolve(mitigation_id: str) -> None:
     entry = cat_api.get_mitigation(mitigation_id)
     assert (entry.id, entry.framework) == (mitigation_id, "atlas")
-    assert entry.name and entry.description
+    assert entry.name
+    assert entry.description
 
 
 def test_public_mappings_are_copies() -> None:

@@ -122,8 +122,10 @@ def test_absent_finding_for_an_exercised_technique_counts_as_measured(
 def test_without_evidence_nothing_is_measured(models: dict[str, ThreatModel]) -> None:
     ga = analyse_gaps(models["fraud-scoring-api"], CONTROLS)
     counts = ga.counts()
-    assert counts["covered-measured"] == 0 and counts["covered-failing"] == 0
-    assert counts["covered-unverified"] > 0 and counts["uncovered"] > 0
+    assert counts["covered-measured"] == 0
+    assert counts["covered-failing"] == 0
+    assert counts["covered-unverified"] > 0
+    assert counts["uncovered"] > 0
     assert ga.entry("AML.T0015").status is GapStatus.COVERED_UNVERIFIED
     assert "bastion scan" in ga.entry("AML.T0015").action
     assert sum(counts.values()) == len(ga.entries)
@@ -197,7 +199,7 @@ def test_invalid_controls(tmp_path: Path, controls: dict[str, Any], message: str
 def test_invalid_evidence(tmp_path: Path) -> None:
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"schema_version": "0.3", "findings": []}))
-    with pytest.raises(DataError, match="schema 1.x"):
+    with pytest.raises(DataError, match=r"schema 1\.x"):
         load_evidence(old)
     missing = tmp_path / "missing.json"
     missing.write_text(json.dumps({"findings": []}))

@@ -118,8 +118,10 @@ def test_public_fraud_api_ranks_extraction_and_evasion_high(models: dict[str, Th
     tm = models["fraud-scoring-api"]
     evasion = tm.technique("AML.T0015")
     extraction = tm.technique("AML.T0024.002")
-    assert evasion is not None and evasion.band == "critical"
-    assert extraction is not None and extraction.band in HIGH
+    assert evasion is not None
+    assert evasion.band == "critical"
+    assert extraction is not None
+    assert extraction.band in HIGH
     assert _rank(tm, "AML.T0015") == 0
     assert _rank(tm, "AML.T0024.002") < len(tm.techniques) // 4
     assert tm.technique("AML.T0041") is None  # no physical-world inputs
@@ -135,9 +137,11 @@ def test_on_device_vehicle_ranks_physical_evasion_high_and_api_extraction_low(
     tm = models["vehicle-perception"]
     for technique in ("AML.T0041", "AML.T0043.003", "AML.T0015"):
         scored = tm.technique(technique)
-        assert scored is not None and scored.band in HIGH, technique
+        assert scored is not None, technique
+        assert scored.band in HIGH, technique
     extraction = tm.technique("AML.T0024.002")
-    assert extraction is not None and extraction.band == "low"
+    assert extraction is not None
+    assert extraction.band == "low"
     assert tm.paths[0].path == "physical-evasion"
     assert "extraction-transfer" not in {p.path for p in tm.paths if p.band in HIGH}
     # Weights ship in the car: white-box evasion is a real path.
@@ -147,7 +151,8 @@ def test_on_device_vehicle_ranks_physical_evasion_high_and_api_extraction_low(
 def test_face_recognition_ranks_impersonation_high(models: dict[str, ThreatModel]) -> None:
     tm = models["face-access-control"]
     deepfakes = tm.technique("AML.T0088")
-    assert deepfakes is not None and deepfakes.band in HIGH
+    assert deepfakes is not None
+    assert deepfakes.band in HIGH
     assert tm.technique("AML.T0041").band in HIGH  # type: ignore[union-attr]
     assert tm.technique("AML.T0024.002").band == "low"  # type: ignore[union-attr]
     assert "deepfake-impersonation" in {p.path for p in tm.paths}
@@ -158,7 +163,8 @@ def test_internal_medical_model_ranks_supply_chain_and_poisoning_above_extractio
 ) -> None:
     tm = models["medical-imaging"]
     poisoning = tm.technique("AML.T0020")
-    assert poisoning is not None and poisoning.band in HIGH  # outsourced labels
+    assert poisoning is not None
+    assert poisoning.band in HIGH
     assert tm.technique("AML.T0010.003").band in HIGH  # type: ignore[union-attr]
     assert tm.technique("AML.T0024.002").band == "low"  # type: ignore[union-attr]
     assert _rank(tm, "AML.T0020") < _rank(tm, "AML.T0024.002")
@@ -177,7 +183,8 @@ def test_scores_are_consistent(models: dict[str, ThreatModel]) -> None:
     for tm in models.values():
         assert tm.techniques
         for t in tm.findings:
-            assert 1 <= t.likelihood <= 5 and 1 <= t.impact <= 5
+            assert 1 <= t.likelihood <= 5
+            assert 1 <= t.impact <= 5
             assert t.risk == t.likelihood * t.impact
             assert t.band == band(t.risk)
             assert t.reasons
@@ -207,7 +214,8 @@ def test_business_impact_drives_impact(fraud_system: SystemDescription) -> None:
     calm = SystemDescription.model_validate(data)
     before = build_threat_model(fraud_system).technique("AML.T0015")
     after = build_threat_model(calm).technique("AML.T0015")
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     assert after.impact < before.impact
     assert after.likelihood == before.likelihood
 
@@ -240,7 +248,8 @@ def test_plan_names_registered_attacks_and_sensible_threats(models: dict[str, Th
         assert tm.plan.items, name
         for item in tm.plan.items:
             assert set(item.attacks) <= set(ATTACKS.names())
-            assert item.query_budget and item.samples >= 100
+            assert item.query_budget
+            assert item.samples >= 100
     vehicle = models["vehicle-perception"].plan.items[0]
     assert vehicle.access.value == "white-box"
     assert vehicle.epsilons == pytest.approx((2 / 255, 4 / 255, 8 / 255))
@@ -298,7 +307,8 @@ def test_navigator_layer_structure(models: dict[str, ThreatModel]) -> None:
     for entry in layer["techniques"]:
         t = scored[entry["techniqueID"]]
         assert entry["score"] == t.risk
-        assert entry["color"].startswith("#") and len(entry["color"]) == 7
+        assert entry["color"].startswith("#")
+        assert len(entry["color"]) == 7
         assert layer["gradient"]["minValue"] <= entry["score"] <= layer["gradient"]["maxValue"]
     by_id = {e["techniqueID"]: e for e in layer["techniques"]}
     assert by_id["AML.T0043"]["showSubtechniques"] is True
@@ -312,8 +322,10 @@ def test_renderers_write_readable_outputs(models: dict[str, ThreatModel], tmp_pa
     for heading in ("## Techniques", "## Attack paths", "## Mitigations", "## Assessment plan"):
         assert heading in md
     html = render_threat_model_html(tm)
-    assert html.startswith("<!DOCTYPE html>") and "</html>" in html
-    assert "<script" not in html and "http" not in html.split("<body>")[0]
+    assert html.startswith("<!DOCTYPE html>")
+    assert "</html>" in html
+    assert "<script" not in html
+    assert "http" not in html.split("<body>")[0]
     assert "Extraction, then transfer evasion" in html
     written = write_threat_model(tm, tmp_path / "out")
     assert {p.name for p in written.values()} == {

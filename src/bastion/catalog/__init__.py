@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 CatalogEntry = Technique | Mitigation
-"""What :func:`get_technique` and :func:`get_mitigation` return (both have id, name, description)."""
+"""What :func:`get_technique` and :func:`get_mitigation` return: both have id, name, description."""
 
 
 def techniques() -> dict[str, Technique]:

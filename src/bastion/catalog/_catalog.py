@@ -140,7 +140,9 @@ class Catalog:
                         out.append(f"{tech.id}: unknown surface {alt}")
         for mit in self.mitigations.values():
             out += [
-                f"{mit.id}: unknown technique {t}" for t in mit.techniques if t not in self.techniques
+                f"{mit.id}: unknown technique {t}"
+                for t in mit.techniques
+                if t not in self.techniques
             ]
             out += [
                 f"{mit.id}: unknown related entry {r}"

@@ -103,7 +103,9 @@ class Technique(_Frozen):
     tactics: tuple[str, ...] = ()
     parent: str | None = None
     harms: tuple[Harm, ...] = ()
-    enabler: bool = Field(default=False, description="prepares other techniques; harms nothing alone")
+    enabler: bool = Field(
+        default=False, description="prepares other techniques; harms nothing alone"
+    )
     prerequisites: Prerequisites = Prerequisites()
     surfaces: tuple[str, ...] = Field(
         default=(), description="all needed; 'a|b' means either a or b is enough"

@@ -225,7 +225,8 @@ def _verify_atlas(catalog: Catalog, atlas: AtlasFramework, report: VerifyReport)
         if real.maturity is not None and real.maturity != tech.maturity:
             err(f"technique {tech.id}: maturity {tech.maturity} != ATLAS {real.maturity}")
         if tech.parent is None and set(real.tactics) != set(tech.tactics):
-            err(f"technique {tech.id}: tactics {sorted(tech.tactics)} != ATLAS {sorted(real.tactics)}")
+            ours, theirs = sorted(tech.tactics), sorted(real.tactics)
+            err(f"technique {tech.id}: tactics {ours} != ATLAS {theirs}")
     excluded = catalog.excluded_ids()
     for tid in sorted(excluded):
         if tid not in atlas.techniques:
@@ -263,16 +264,22 @@ def _verify_aidefend(catalog: Catalog, aidefend: AidefendFramework, report: Veri
         n += 1
         real = aidefend.techniques.get(mit.id)
         if real is None:
-            report.errors.append(f"defensive technique {mit.id} is not in AIDEFEND {aidefend.version}")
+            report.errors.append(
+                f"defensive technique {mit.id} is not in AIDEFEND {aidefend.version}"
+            )
             continue
         if real.name != mit.name:
-            report.errors.append(f"defensive technique {mit.id}: name {mit.name!r} != {real.name!r}")
+            report.errors.append(
+                f"defensive technique {mit.id}: name {mit.name!r} != {real.name!r}"
+            )
         mapped = set(real.atlas)
         if real.parent is not None and real.parent in aidefend.techniques:
             mapped |= set(aidefend.techniques[real.parent].atlas)
         extra = sorted(set(mit.techniques) - mapped)
         if extra:
-            report.notes.append(f"defensive technique {mit.id}: bastion also links {', '.join(extra)}")
+            report.notes.append(
+                f"defensive technique {mit.id}: bastion also links {', '.join(extra)}"
+            )
     for book in catalog.playbooks.values():
         for step in (*book.contain, *book.evict, *book.restore):
             for control in step.controls:

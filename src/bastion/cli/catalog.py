@@ -132,9 +132,7 @@ def show(
             if key in ("id", "name") or value in (None, [], (), ""):
                 continue
             if isinstance(value, list):
-                value = ", ".join(
-                    json.dumps(v) if isinstance(v, dict) else str(v) for v in value
-                )
+                value = ", ".join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value)
             elif isinstance(value, dict):
                 value = json.dumps(value)
             console.print(f"  [cyan]{key}[/]: {value}", highlight=False)
@@ -193,10 +191,14 @@ def coverage_cmd(
         for col in ("tactic", "techniques", "executable", "linked to an attack"):
             table.add_column(col)
         for t in report.by_tactic:
-            table.add_row(f"{t.tactic} {t.name}", str(t.techniques), str(t.executable), str(t.linked))
+            table.add_row(
+                f"{t.tactic} {t.name}", str(t.techniques), str(t.executable), str(t.linked)
+            )
         console.print(table)
         if report.unlinked_executable:
-            console.print("Executable but no bastion attack yet: " + ", ".join(report.unlinked_executable))
+            console.print(
+                "Executable but no bastion attack yet: " + ", ".join(report.unlinked_executable)
+            )
         if report.missing:
             console.print("[yellow]Applicable but missing:[/] " + ", ".join(report.missing))
 
@@ -230,6 +232,8 @@ def verify_cmd(
             for n in report.notes:
                 console.print(f"[dim]note {n}[/]", highlight=False)
             status = "[green]OK[/]" if report.ok else f"[red]{len(report.errors)} error(s)[/]"
-            console.print(f"{status}: {len(report.warnings)} warning(s), {len(report.notes)} note(s)")
+            console.print(
+                f"{status}: {len(report.warnings)} warning(s), {len(report.notes)} note(s)"
+            )
         if not report.ok:
             fail(1)

@@ -69,7 +69,8 @@ def model(
         console.print("[bold]Attack paths[/]")
         for p in tm.paths[:5]:
             console.print(
-                f"  [{_BAND_STYLE[p.band]}]{p.risk:>2} {p.band:<8}[/] {p.name} ({p.asset}): {p.chain}",
+                f"  [{_BAND_STYLE[p.band]}]{p.risk:>2} {p.band:<8}[/] "
+                f"{p.name} ({p.asset}): {p.chain}",
                 highlight=False,
             )
     console.print(

@@ -142,7 +142,8 @@ def load_evidence(path: str | Path) -> EvidenceReport:
     version = str(raw.get("schema_version", ""))
     if not version.startswith("1."):
         raise DataError(
-            f"{path} is not a bastion scan report of schema 1.x (schema_version={version or 'missing'})"
+            f"{path} is not a bastion scan report of schema 1.x "
+            f"(schema_version={version or 'missing'})"
         )
     try:
         report = EvidenceReport.model_validate({**raw, "source": str(path)})
@@ -328,7 +329,9 @@ def _entry(
                 f"Measure {', '.join(active)} with bastion scan (attacks: {', '.join(f.attacks)})"
             )
         elif tech.executable:
-            action = f"Measure {', '.join(active)}: bastion has no attack for it yet; test it by hand"
+            action = (
+                f"Measure {', '.join(active)}: bastion has no attack for it yet; test it by hand"
+            )
         else:
             action = f"Collect evidence that {', '.join(active)} works (audit, review, drill)"
     elif worst.rank >= Severity.MEDIUM.rank:

@@ -117,9 +117,7 @@ def map_incident(
                 enabler=tech.enabler,
             )
         )
-    found.sort(
-        key=lambda c: (-len(c.matched), -(c.risk or 0), c.enabler, -c.coverage, c.technique)
-    )
+    found.sort(key=lambda c: (-len(c.matched), -(c.risk or 0), c.enabler, -c.coverage, c.technique))
     chosen = tuple(found[:top])
     steps: list[ResponseStep] = []
     books = list(dict.fromkeys(c.playbook for c in chosen if c.playbook))

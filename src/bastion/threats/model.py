@@ -288,9 +288,7 @@ def _prioritize(
             worst[f.technique] = f
     out = []
     for mit in catalog.mitigations.values():
-        countered = [
-            worst[t] for t in worst if set(catalog.lineage(t)) & set(mit.techniques)
-        ]
+        countered = [worst[t] for t in worst if set(catalog.lineage(t)) & set(mit.techniques)]
         # Score by the direct techniques it stops; enablers and consequences only break ties.
         countered = [c for c in countered if not (c.enabler or c.consequence)] or countered
         if not countered:
@@ -327,9 +325,7 @@ def _plan(system: SystemDescription, findings: list[AssetTechnique]) -> Assessme
         if not mine or model.data_kind not in _EPSILONS:
             continue
         norm, epsilons = _EPSILONS[model.data_kind]
-        attacks = sorted(
-            {a for f in mine for a in f.attacks if ATTACKS.get(a).supports(norm=norm)}
-        )
+        attacks = sorted({a for f in mine for a in f.attacks if ATTACKS.get(a).supports(norm=norm)})
         if not attacks:
             continue
         top = min((f.band for f in mine), key=_BAND_ORDER.__getitem__)

@@ -1,4 +1,4 @@
-"""Renderers: threat models and gap analyses as Markdown, HTML, JSON and an ATLAS Navigator layer."""
+"""Renderers: threat models and gap analyses as Markdown, HTML, JSON and ATLAS Navigator layers."""
 
 from __future__ import annotations
 
@@ -51,14 +51,18 @@ def _counts(tm: ThreatModel) -> dict[str, int]:
 
 
 def render_threat_model_markdown(tm: ThreatModel) -> str:
-    return _env(False).get_template("threat_model.md.j2").render(
-        tm=tm, counts=_counts(tm), version=_version(), top_mitigations=_TOP_MITIGATIONS
+    return (
+        _env(False)
+        .get_template("threat_model.md.j2")
+        .render(tm=tm, counts=_counts(tm), version=_version(), top_mitigations=_TOP_MITIGATIONS)
     )
 
 
 def render_threat_model_html(tm: ThreatModel) -> str:
-    return _env(True).get_template("threat_model.html.j2").render(
-        tm=tm, counts=_counts(tm), version=_version(), top_mitigations=_TOP_MITIGATIONS
+    return (
+        _env(True)
+        .get_template("threat_model.html.j2")
+        .render(tm=tm, counts=_counts(tm), version=_version(), top_mitigations=_TOP_MITIGATIONS)
     )
 
 
@@ -155,8 +159,10 @@ def _matrix(
 
 def render_gaps_html(ga: GapAnalysis, catalog: Catalog | None = None) -> str:
     assets, matrix = _matrix(ga, catalog or load_catalog())
-    return _env(True).get_template("gaps.html.j2").render(
-        ga=ga, assets=assets, matrix=matrix, version=_version()
+    return (
+        _env(True)
+        .get_template("gaps.html.j2")
+        .render(ga=ga, assets=assets, matrix=matrix, version=_version())
     )
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from bastion.catalog import Catalog, Technique
 from bastion.threats.system import (
-    Caller,
     Cadence,
+    Caller,
     DataSource,
     Exposure,
     ModelAsset,
@@ -116,8 +116,9 @@ def score_surfaces(system: SystemDescription, model: ModelAsset) -> dict[str, Su
         if value > api:
             limit_text = "no rate limit" if limit is None else f"{limit} queries/caller/day"
             callers = ", ".join(c.value for c in e.callers)
-            api, api_reason = value, (
-                f"endpoint {e.id!r} is {e.exposure.value} for {callers} ({limit_text})"
+            api, api_reason = (
+                value,
+                (f"endpoint {e.id!r} is {e.exposure.value} for {callers} ({limit_text})"),
             )
     out["api"] = SurfaceScore(api, api_reason)
 
@@ -196,14 +197,13 @@ def score_surfaces(system: SystemDescription, model: ModelAsset) -> dict[str, Su
 
     store = {"restricted": 1, "team": 2, "broad": 3}
     artifacts = max((store[p.artifact_store_access] for p in pipelines), default=2)
-    reason = f"artifact stores are {'/'.join(sorted({p.artifact_store_access for p in pipelines}) or ['team'])}-access"
+    levels = sorted({p.artifact_store_access for p in pipelines}) or ["team"]
+    reason = f"artifact stores are {'/'.join(levels)}-access"
     if model.weights_location in ("device", "partner"):
         artifacts, reason = artifacts + 1, reason + f"; copies held on {model.weights_location}s"
     out["artifacts"] = SurfaceScore(_clamp(artifacts), reason)
 
-    openness = max(
-        (_CALLER_OPENNESS[c] for e in endpoints for c in e.callers), default=1
-    )
+    openness = max((_CALLER_OPENNESS[c] for e in endpoints for c in e.callers), default=1)
     out["accounts"] = SurfaceScore(
         openness, f"most open caller group: openness {openness}/5" if endpoints else "no callers"
     )

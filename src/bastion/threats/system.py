@@ -17,8 +17,8 @@ from bastion.threats._io import load_model_file
 
 __all__ = [
     "Assets",
-    "Caller",
     "Cadence",
+    "Caller",
     "DataSource",
     "DatasetAsset",
     "EndpointAsset",

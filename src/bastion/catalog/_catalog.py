@@ -16,6 +16,7 @@ from bastion.catalog._models import (
     Mitigation,
     Playbook,
     Signal,
+    Surface,
     Tactic,
     Technique,
 )
@@ -169,22 +170,7 @@ class Catalog:
         return out
 
 
-_SURFACES = {
-    "public-info",
-    "api",
-    "query",
-    "scores",
-    "weights",
-    "physical",
-    "training-data",
-    "third-party-data",
-    "supply-chain",
-    "artifacts",
-    "accounts",
-    "biometric",
-    "personal-data",
-    "outcome",
-}
+_SURFACES = {s.value for s in Surface}
 
 
 def _read(name: str) -> Any:

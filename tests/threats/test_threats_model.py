@@ -208,6 +208,16 @@ def test_exposure_changes_move_likelihood_the_right_way(fraud_system: SystemDesc
     assert with_endpoint(outputs="labels") < base.likelihood
 
 
+def test_physical_techniques_need_a_physical_data_kind(fraud_system: SystemDescription) -> None:
+    data = fraud_system.model_dump(mode="json")
+    data["assets"]["models"][0]["physical_inputs"] = True
+    tabular = build_threat_model(SystemDescription.model_validate(data))
+    assert tabular.technique("AML.T0041") is None
+    data["assets"]["models"][0]["data_kind"] = "timeseries"
+    sensors = build_threat_model(SystemDescription.model_validate(data))
+    assert sensors.technique("AML.T0041") is not None
+
+
 def test_business_impact_drives_impact(fraud_system: SystemDescription) -> None:
     data = fraud_system.model_dump(mode="json")
     data["impact"]["integrity"] = "low"
@@ -310,6 +320,7 @@ def test_navigator_layer_structure(models: dict[str, ThreatModel]) -> None:
         assert entry["color"].startswith("#")
         assert len(entry["color"]) == 7
         assert layer["gradient"]["minValue"] <= entry["score"] <= layer["gradient"]["maxValue"]
+    assert {e["techniqueID"] for e in layer["techniques"]} <= set(load_catalog().techniques)
     by_id = {e["techniqueID"]: e for e in layer["techniques"]}
     assert by_id["AML.T0043"]["showSubtechniques"] is True
     json.dumps(layer)

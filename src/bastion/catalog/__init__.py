@@ -1,63 +1,86 @@
-"""The threat catalog: ATLAS techniques and mitigations described in bastion's own words.
+"""The threat catalog: ATLAS techniques and mitigations, and AIDEFEND defensive techniques,
+described in bastion's own words.
 
 The catalog is the only place where MITRE ATLAS and AIDEFEND ids are spelled out with their
-names; attacks, defences and findings refer to entries by id.
+names; attacks, defences and findings refer to entries by id. :func:`load_catalog` gives the
+whole catalog; the small functions below are the stable look-ups the rest of bastion uses.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
-from typing import Any
+from bastion.catalog._catalog import Catalog, build_catalog, load_catalog
+from bastion.catalog._models import (
+    AttackPath,
+    Harm,
+    Mitigation,
+    Phase,
+    Playbook,
+    PlaybookStep,
+    Prerequisites,
+    Signal,
+    Surface,
+    Tactic,
+    Technique,
+)
+from bastion.catalog.coverage import CoverageReport, coverage
+from bastion.catalog.frameworks import (
+    AidefendFramework,
+    AtlasFramework,
+    VerifyReport,
+    load_aidefend,
+    load_atlas,
+    verify,
+)
 
-import yaml
+__all__ = [
+    "AidefendFramework",
+    "AtlasFramework",
+    "AttackPath",
+    "Catalog",
+    "CatalogEntry",
+    "CoverageReport",
+    "Harm",
+    "Mitigation",
+    "Phase",
+    "Playbook",
+    "PlaybookStep",
+    "Prerequisites",
+    "Signal",
+    "Surface",
+    "Tactic",
+    "Technique",
+    "VerifyReport",
+    "build_catalog",
+    "coverage",
+    "get_mitigation",
+    "get_technique",
+    "load_aidefend",
+    "load_atlas",
+    "load_catalog",
+    "mitigations",
+    "techniques",
+    "verify",
+]
 
-from bastion.core.errors import ConfigError
-
-__all__ = ["CatalogEntry", "get_mitigation", "get_technique", "mitigations", "techniques"]
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    id: str
-    name: str
-    description: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@lru_cache(maxsize=1)
-def _load() -> dict[str, dict[str, CatalogEntry]]:
-    text = resources.files("bastion.catalog").joinpath("data/catalog.yaml").read_text("utf-8")
-    raw = yaml.safe_load(text)
-    out: dict[str, dict[str, CatalogEntry]] = {}
-    for section in ("techniques", "mitigations"):
-        out[section] = {}
-        for item in raw.get(section, []):
-            rest = {k: v for k, v in item.items() if k not in ("id", "name", "description")}
-            out[section][item["id"]] = CatalogEntry(
-                item["id"], item["name"], item.get("description", ""), rest
-            )
-    return out
-
-
-def techniques() -> dict[str, CatalogEntry]:
-    return dict(_load()["techniques"])
-
-
-def mitigations() -> dict[str, CatalogEntry]:
-    return dict(_load()["mitigations"])
+CatalogEntry = Technique | Mitigation
+"""What :func:`get_technique` and :func:`get_mitigation` return: both have id, name, description."""
 
 
-def get_technique(technique_id: str) -> CatalogEntry:
-    try:
-        return _load()["techniques"][technique_id]
-    except KeyError:
-        raise ConfigError(f"no technique {technique_id!r} in the catalog") from None
+def techniques() -> dict[str, Technique]:
+    """Every technique in the catalog, by ATLAS id."""
+    return dict(load_catalog().techniques)
 
 
-def get_mitigation(mitigation_id: str) -> CatalogEntry:
-    try:
-        return _load()["mitigations"][mitigation_id]
-    except KeyError:
-        raise ConfigError(f"no mitigation {mitigation_id!r} in the catalog") from None
+def mitigations() -> dict[str, Mitigation]:
+    """Every mitigation (ATLAS ``AML.M*``) and defensive technique (AIDEFEND ``AID-*``), by id."""
+    return dict(load_catalog().mitigations)
+
+
+def get_technique(technique_id: str) -> Technique:
+    """The technique with this ATLAS id; ``ConfigError`` if the catalog has none."""
+    return load_catalog().technique(technique_id)
+
+
+def get_mitigation(mitigation_id: str) -> Mitigation:
+    """The mitigation with this id; ``ConfigError`` if the catalog has none."""
+    return load_catalog().mitigation(mitigation_id)

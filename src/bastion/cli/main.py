@@ -9,7 +9,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from bastion.cli import catalog as _catalog_cli
 from bastion.cli import scan as _scan
+from bastion.cli import threats as _threats_cli
+from bastion.cli._guard import err_console, render_error
 from bastion.core.errors import BastionError
 
 app = typer.Typer(
@@ -20,9 +23,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
 
 app.command("scan")(_scan.scan)
+app.add_typer(_catalog_cli.app, name="catalog")
+app.add_typer(_threats_cli.app, name="threats")
 
 
 @app.command()
@@ -62,9 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, standalone_mode=False)
     except BastionError as exc:
-        err_console.print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-        )
+        render_error(exc)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("[bold red]aborted[/]")

@@ -1,0 +1,40 @@
+"""Shared helpers for bastion's sub-commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+from rich.console import Console
+from rich.markup import escape
+
+from bastion.core.errors import BastionError
+
+__all__ = ["err_console", "fail", "render_error", "user_errors"]
+
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Render a :class:`BastionError` as one line on stderr and exit with its code.
+
+    ``SystemExit`` (not ``typer.Exit``) so that the code survives ``main()``, which runs the
+    app with ``standalone_mode=False``, and typer's test runner alike.
+    """
+    try:
+        yield
+    except BastionError as exc:
+        render_error(exc)
+        raise SystemExit(exc.exit_code) from None
+
+
+def render_error(exc: BastionError) -> None:
+    """One line on stderr: what went wrong, in the user's terms."""
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
+def fail(code: int = 1) -> NoReturn:
+    """Exit with ``code`` after a command has already said why."""
+    raise SystemExit(code)

@@ -1,0 +1,187 @@
+"""``bastion threats``: threat modeling, control gap analysis and incident mapping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bastion.catalog import load_catalog
+from bastion.cli._guard import user_errors
+from bastion.core.errors import ConfigError
+from bastion.threats import build_threat_model, load_plan, load_system
+from bastion.threats.gaps import analyse_gaps, load_controls, load_evidence
+from bastion.threats.incident import known_signals, map_incident
+from bastion.threats.render import write_gaps, write_threat_model
+from bastion.threats.schemas import SCHEMAS, generate_schema
+
+app = typer.Typer(
+    name="threats",
+    help="Threat-model an AI system, find control gaps, map incident signals to techniques.",
+    no_args_is_help=True,
+)
+console = Console()
+
+_BAND_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "green"}
+_STATUS_STYLE = {
+    "uncovered": "bold red",
+    "covered-failing": "red",
+    "covered-unverified": "yellow",
+    "covered-measured": "green",
+}
+
+
+@app.command()
+def model(
+    system: Annotated[Path, typer.Argument(help="System description (YAML or JSON).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the Markdown, HTML, JSON, layer, plan.")
+    ] = Path("threat-model"),
+    top: Annotated[int, typer.Option(help="Rows to show in the console.")] = 15,
+) -> None:
+    """Rank applicable ATLAS techniques, attack paths and mitigations for a system.
+
+    Writes threat-model.md, threat-model.html, threat-model.json, navigator-layer.json (an
+    ATLAS Navigator layer) and assessment-plan.json (for bastion scan --plan) into --out.
+    """
+    with user_errors():
+        tm = build_threat_model(load_system(system))
+        paths = write_threat_model(tm, out)
+    table = Table(title=f"{tm.system.name}: top techniques ({len(tm.techniques)} applicable)")
+    for col in ("technique", "name", "asset", "L", "I", "risk", "bastion attacks"):
+        table.add_column(col)
+    for t in tm.techniques[:top]:
+        table.add_row(
+            t.technique,
+            t.name,
+            t.asset,
+            str(t.likelihood),
+            str(t.impact),
+            f"[{_BAND_STYLE[t.band]}]{t.risk} {t.band}[/]",
+            ", ".join(t.attacks) or "-",
+        )
+    console.print(table)
+    if tm.paths:
+        console.print("[bold]Attack paths[/]")
+        for p in tm.paths[:5]:
+            console.print(
+                f"  [{_BAND_STYLE[p.band]}]{p.risk:>2} {p.band:<8}[/] "
+                f"{p.name} ({p.asset}): {p.chain}",
+                highlight=False,
+            )
+    console.print(
+        "[bold]Top mitigations[/]: " + ", ".join(f"{m.id} {m.name}" for m in tm.mitigations[:5])
+    )
+    for kind, path in paths.items():
+        console.print(f"wrote {kind}: {path}", highlight=False)
+
+
+@app.command()
+def gaps(
+    system: Annotated[Path, typer.Argument(help="System description (YAML or JSON).")],
+    controls: Annotated[Path, typer.Option("--controls", "-c", help="controls.yaml")],
+    evidence: Annotated[
+        list[Path] | None,
+        typer.Option("--evidence", "-e", help="A bastion scan report.json (repeatable)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for gaps.html and gaps.json.")
+    ] = Path("gaps"),
+    top: Annotated[int, typer.Option(help="Plan rows to show in the console.")] = 15,
+) -> None:
+    """Compare declared controls and scan evidence with the threat model."""
+    with user_errors():
+        tm = build_threat_model(load_system(system))
+        ga = analyse_gaps(tm, load_controls(controls), [load_evidence(p) for p in evidence or []])
+        paths = write_gaps(ga, out)
+    counts = ga.counts()
+    console.print(
+        "  ".join(f"[{_STATUS_STYLE[s]}]{s}[/]: {n}" for s, n in counts.items()), highlight=False
+    )
+    table = Table(title="plan, most urgent first")
+    for col in ("#", "technique", "asset", "status", "risk", "action"):
+        table.add_column(col)
+    for i, e in enumerate(ga.plan[:top], 1):
+        table.add_row(
+            str(i),
+            f"{e.technique} {e.name}",
+            e.asset,
+            f"[{_STATUS_STYLE[e.status.value]}]{e.status.value}[/]",
+            str(e.risk),
+            e.action,
+        )
+    console.print(table)
+    for kind, path in paths.items():
+        console.print(f"wrote {kind}: {path}", highlight=False)
+
+
+_SIGNAL_HELP = "Observed signal names, comma-separated or repeated. Known: " + ", ".join(
+    known_signals()
+)
+
+
+@app.command()
+def incident(
+    signals: Annotated[list[str], typer.Option("--signals", "-s", help=_SIGNAL_HELP)],
+    system: Annotated[
+        Path | None, typer.Option(help="Restrict to techniques applicable to this system.")
+    ] = None,
+    top: Annotated[int, typer.Option(help="How many candidate techniques to keep.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Map observed signals to candidate techniques and contain/evict/restore steps."""
+    with user_errors():
+        names = [s for chunk in signals for s in chunk.split(",")]
+        tm = build_threat_model(load_system(system)) if system else None
+        report = map_incident(names, threat_model=tm, top=top)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    if not report.candidates:
+        console.print("No catalog technique explains these signals for this system.")
+        return
+    table = Table(title="candidate techniques")
+    for col in ("technique", "name", "matched signals", "risk"):
+        table.add_column(col)
+    for c in report.candidates:
+        table.add_row(
+            c.technique, c.name, ", ".join(c.matched), "-" if c.risk is None else str(c.risk)
+        )
+    console.print(table)
+    cat = load_catalog()
+    for phase in ("contain", "evict", "restore"):
+        console.print(f"[bold]{phase}[/]")
+        for step in report.phase(phase):
+            controls = ", ".join(f"{c} {cat.mitigations[c].name}" for c in step.controls)
+            console.print(f"  - {step.step} [dim]({controls})[/]", highlight=False)
+
+
+@app.command()
+def schema(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCHEMAS)}.")],
+) -> None:
+    """Print the JSON Schema of a system description, controls file or assessment plan."""
+    with user_errors():
+        typer.echo(json.dumps(generate_schema(name), indent=2))
+
+
+@app.command()
+def validate(
+    path: Annotated[Path, typer.Argument(help="The file to check.")],
+    kind: Annotated[str, typer.Option(help=f"One of: {', '.join(SCHEMAS)}.")] = "system",
+) -> None:
+    """Validate a system description, controls file or assessment plan."""
+    with user_errors():
+        if kind == "system":
+            load_system(path)
+        elif kind == "controls":
+            load_controls(path)
+        elif kind == "plan":
+            load_plan(path)
+        else:
+            raise ConfigError(f"unknown kind {kind!r}; use one of {', '.join(SCHEMAS)}")
+    console.print(f"{path}: valid {kind}", highlight=False)

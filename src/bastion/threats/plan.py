@@ -1,0 +1,76 @@
+"""The assessment plan: which bastion attacks to run against which asset, and how hard.
+
+A threat model emits a plan; ``bastion scan --plan plan.json`` consumes it. The plan is a
+pydantic model so both sides agree on its shape, and :func:`load_plan` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.core.errors import ConfigError
+from bastion.core.registry import ATTACKS
+from bastion.core.threat import Access, Norm
+from bastion.threats._io import load_model_file
+
+__all__ = ["AssessmentPlan", "PlanItem", "load_plan", "save_plan"]
+
+
+class PlanItem(BaseModel):
+    """One assessment to run: a set of attacks against one model asset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    asset: str = Field(description="id of the model asset in the system description")
+    techniques: tuple[str, ...] = Field(min_length=1, description="ATLAS ids being measured")
+    attacks: tuple[str, ...] = Field(min_length=1, description="bastion attack registry names")
+    access: Access = Field(description="the access a real adversary would have")
+    norm: Norm = Norm.LINF
+    epsilons: tuple[float, ...] = Field(min_length=1)
+    query_budget: int | None = Field(default=None, ge=1, description="queries per input")
+    samples: int = Field(default=200, ge=1)
+    priority: Literal["critical", "high", "medium", "low"] = "medium"
+    reason: str = ""
+
+
+class AssessmentPlan(BaseModel):
+    """Every assessment a threat model recommends, most urgent first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal["1.0"] = "1.0"
+    system: str
+    generated_by: str = "bastion threats model"
+    items: tuple[PlanItem, ...] = ()
+
+    def unknown_attacks(self) -> list[str]:
+        """Attack names in the plan that the attack registry does not know."""
+        import bastion.attacks  # noqa: F401  (fills the registry)
+
+        return sorted({a for item in self.items for a in item.attacks if a not in ATTACKS})
+
+
+def load_plan(path: str | Path, *, check_attacks: bool = True) -> AssessmentPlan:
+    """Read a plan (JSON or YAML); ``ConfigError`` if invalid or naming unknown attacks."""
+    plan = load_model_file(path, AssessmentPlan, "assessment plan")
+    if check_attacks:
+        unknown = plan.unknown_attacks()
+        if unknown:
+            raise ConfigError(f"plan {path} names unknown attacks: {', '.join(unknown)}")
+    return plan
+
+
+def save_plan(plan: AssessmentPlan, path: str | Path) -> Path:
+    """Write ``plan`` as JSON (``.json``) or YAML (any other suffix)."""
+    p = Path(path)
+    data = plan.model_dump(mode="json")
+    if p.suffix.lower() == ".json":
+        p.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+    else:
+        p.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+    return p

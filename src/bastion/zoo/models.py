@@ -121,7 +121,6 @@ def train_classifier(
     module: nn.Module, data: Dataset, recipe: Recipe, progress: ProgressFn | None = None
 ) -> nn.Module:
     """Train ``module`` on ``data``'s training split, deterministically for a given seed."""
-    torch.manual_seed(recipe.seed)
     gen = torch.Generator().manual_seed(recipe.seed)
     x = torch.from_numpy(data.x_train)
     y = torch.from_numpy(data.y_train)
@@ -198,7 +197,10 @@ def load_demo(
             name=name,
         )
         return target, data
-    module = build_module(recipe, data)
+    # the initial weights come from the recipe's seed too, and the caller's RNG is left alone
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        module = build_module(recipe, data)
     path = cache_dir() / f"{name}-{recipe.key()}.pt"
     state = None if retrain or not path.exists() else _load_state(path)
     if state is not None:

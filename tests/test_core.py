@@ -221,3 +221,18 @@ def test_registered_techniques_are_in_the_catalog() -> None:
     for entry in ATTACKS:
         for technique in entry.techniques:
             assert get_technique(technique).name
+
+
+def test_mixed_train_eval_modes_come_back_as_they_were(demo: Any, digits: Any) -> None:
+    from bastion import PGD
+
+    model = demo[0].model
+    target = TorchTarget(model, num_classes=10, input_shape=(1, 8, 8))
+    model.train()
+    model.head.eval()  # say, a frozen head inside a model being fine-tuned
+    try:
+        before = {name: m.training for name, m in model.named_modules()}
+        PGD(steps=2).run(target, digits[0][:4], digits[1][:4], eps=0.1)
+        assert {name: m.training for name, m in model.named_modules()} == before
+    finally:
+        model.eval()

@@ -116,7 +116,7 @@ class GradientAttack(Attack):
                 value = self.objective(target(x_adv), ys, targeted)
                 (grad,) = torch.autograd.grad(value.sum(), x_adv)
                 if i == 0 and restart == 0:
-                    zero_grads = int((grad.reshape(len(grad), -1).abs().amax(dim=1) == 0).sum())
+                    zero_grads = int((~grad.flatten(1).any(dim=1)).sum())
                 delta = project(delta + step * self.direction(grad, norm), norm, eps)
                 delta = (xs + delta).clamp(lo, hi) - xs
             x_adv = (xs + delta).detach()

@@ -128,9 +128,10 @@ class Target(ABC):
                 f"the target expects {self.input_shape}"
             )
         if x.numel():
-            if not bool(torch.isfinite(x).all()):
+            # one pass: a NaN or an infinity shows up in the minimum or the maximum
+            lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+            if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise DataError("inputs contain NaN or infinite values")
-            lo, hi = float(x.min()), float(x.max())
             tol = 1e-6 * max(1.0, self.bounds[1] - self.bounds[0])
             if lo < self.bounds[0] - tol or hi > self.bounds[1] + tol:
                 raise DataError(

@@ -103,12 +103,16 @@ class TorchTarget(Target):
 
     @contextlib.contextmanager
     def inference_mode(self) -> Iterator[None]:
-        was_training = self.model.training
-        self.model.eval()
+        # flip only the modules in train mode, and flip exactly those back: a model that
+        # keeps some layers in eval while training (frozen batch norm) comes back as it was
+        training = [m for m in self.model.modules() if m.training]
+        for m in training:
+            m.training = False
         try:
             yield
         finally:
-            self.model.train(was_training)
+            for m in training:
+                m.training = True
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         if self.preprocess is not None:

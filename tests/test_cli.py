@@ -13,20 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from bastion.cli.main import main
 from bastion.report import load_schema
 
+from helpers import run
+
 FAST = ["--samples", "24", "--eps", "0.1,0.3", "--steps", "5", "--max-queries", "60"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _valid(report: Path) -> dict[str, Any]:

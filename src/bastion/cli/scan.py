@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +16,9 @@ from rich.table import Table
 from bastion.core.errors import ConfigError
 from bastion.core.findings import Severity
 from bastion.core.threat import Norm, Threat
+
+if TYPE_CHECKING:
+    from bastion.assess.scan import ScanResult
 
 console = Console()
 
@@ -86,14 +90,18 @@ def scan(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report directory.")] = Path(
         "bastion-report"
     ),
-    norm: Annotated[str, typer.Option(help="Perturbation norm: linf, l2 or l0.")] = "linf",
+    norm: Annotated[
+        str | None, typer.Option(help="Perturbation norm: linf (default), l2 or l0.")
+    ] = None,
     eps: Annotated[
         str | None,
         typer.Option(
             help="Comma-separated epsilons (default: 5%, 10%, 20%, 30% of the input range)."
         ),
     ] = None,
-    samples: Annotated[int, typer.Option(help="Test inputs to attack.")] = 200,
+    samples: Annotated[
+        int | None, typer.Option(help="Test inputs to attack (default 200).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling and attacks.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     fmt: Annotated[
@@ -140,6 +148,16 @@ def scan(
     num_classes: Annotated[
         int | None, typer.Option(help="Number of classes, if not all appear.")
     ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            help="An assessment plan from 'bastion threats model': it sets the attacks, norm, "
+            "epsilons, samples and query budgets."
+        ),
+    ] = None,
+    asset: Annotated[
+        str | None, typer.Option(help="With --plan: scan only this model asset's assessment.")
+    ] = None,
     fail_on: Annotated[
         str | None,
         typer.Option(
@@ -150,15 +168,33 @@ def scan(
 ) -> None:
     """Attack a model over an epsilon sweep and write report.html and report.json."""
     from bastion.assess import scan as run_scan
+    from bastion.assess.plan import scan_plan
     from bastion.assess.specs import load_target_and_data
     from bastion.report import write_html, write_json
+    from bastion.threats.plan import load_plan
 
-    norm_value = Norm.parse(norm)
+    if plan is not None:
+        given = [
+            flag
+            for flag, value in (
+                ("--norm", norm),
+                ("--eps", eps),
+                ("--attacks", attacks),
+                ("--samples", samples),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ConfigError(f"--plan sets {', '.join(given)}; give one or the other")
+    elif asset is not None:
+        raise ConfigError("--asset chooses among a plan's assessments: give --plan too")
+    norm_value = Norm.parse(norm or "linf")
+    n_samples = 200 if samples is None else samples
     formats = {f.strip().lower() for f in fmt.split(",") if f.strip()}
     if not formats or not formats <= {"html", "json"}:
         raise ConfigError(f"--format takes html, json or html,json; got {fmt!r}")
-    if samples < 1:
-        raise ConfigError(f"--samples must be at least 1, got {samples}")
+    if n_samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {n_samples}")
     threshold = None
     if fail_on is not None:
         try:
@@ -179,12 +215,16 @@ def scan(
     if steps is not None:
         params["pgd"] = {"steps": steps}
     attack_names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
+    assessment = load_plan(plan) if plan is not None else None
 
     with _progress() as bar:
         task = bar.add_task("loading the target", total=None)
 
         def trained(done: int, total: int) -> None:
             bar.update(task, description="training the demo model", completed=done, total=total)
+
+        def step(label: str, done: int, total: int) -> None:
+            bar.update(task, description=f"attacking: {label}", completed=done, total=total)
 
         tgt, dataset = load_target_and_data(
             target,
@@ -200,34 +240,44 @@ def scan(
             num_classes=num_classes,
             progress=trained,
         )
-        dims = 1
-        for d in dataset.input_shape:
-            dims *= d
-        epsilons = _floats(eps, "--eps") if eps else _default_eps(norm_value, dataset.bounds, dims)
-        threat = Threat(norm=norm_value, epsilons=tuple(sorted(epsilons)), knowledge=tgt.access)
-
-        def step(label: str, done: int, total: int) -> None:
-            bar.update(task, description=f"attacking: {label}", completed=done, total=total)
-
         bar.update(task, description="attacking", completed=0, total=None)
-        result = run_scan(
-            tgt,
-            dataset,
-            threat,
-            samples=samples,
-            seed=seed,
-            attacks=attack_names,
-            attack_params=params,
-            progress=step,
-        )
+        runs: list[tuple[str, ScanResult]] = []
+        if assessment is not None:
+            for item, result in scan_plan(
+                tgt, dataset, assessment, asset=asset, seed=seed, progress=step
+            ):
+                runs.append((item.asset, result))
+        else:
+            dims = math.prod(dataset.input_shape)
+            epsilons = (
+                _floats(eps, "--eps") if eps else _default_eps(norm_value, dataset.bounds, dims)
+            )
+            threat = Threat(norm=norm_value, epsilons=tuple(sorted(epsilons)), knowledge=tgt.access)
+            result = run_scan(
+                tgt,
+                dataset,
+                threat,
+                samples=n_samples,
+                seed=seed,
+                attacks=attack_names,
+                attack_params=params,
+                progress=step,
+            )
+            runs.append(("", result))
 
-    out.mkdir(parents=True, exist_ok=True)
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:] if "header" not in a)
-    report = write_json(result, out / "report.json") if "json" in formats else None
-    if "html" in formats:
-        write_html(result, out / "report.html", report, command=command)
-    _summary(result, out, formats)
-    if threshold is not None and any(f.severity.rank >= threshold.rank for f in result.findings):
+    severities: list[Severity] = []
+    for name, result in runs:
+        folder = out / name if len(runs) > 1 else out
+        folder.mkdir(parents=True, exist_ok=True)
+        report = write_json(result, folder / "report.json") if "json" in formats else None
+        if "html" in formats:
+            write_html(result, folder / "report.html", report, command=command)
+        if name:
+            console.rule(f"assessment of {name}")
+        _summary(result, folder, formats)
+        severities += [f.severity for f in result.findings]
+    if threshold is not None and any(s.rank >= threshold.rank for s in severities):
         console.print(f"[bold red]failing:[/] a finding is {threshold.value} or worse")
         raise typer.Exit(1)
 

@@ -63,3 +63,12 @@ def test_catalog_surfaces_enum_matches_the_loader() -> None:
     from bastion.catalog._catalog import _SURFACES
 
     assert {s.value for s in Surface} == _SURFACES
+
+
+def test_search_matches_word_forms() -> None:
+    from bastion.catalog import load_catalog
+
+    catalog = load_catalog()
+    found = {e.id for e in catalog.search("extraction")}
+    assert "AML.T0024.002" in found
+    assert {e.id for e in catalog.search("poisoning")} & {"AML.T0020", "AML.T0018.000"}

@@ -97,8 +97,9 @@ class Catalog:
         return {tid: group for group, ids in self.excluded.items() for tid in ids}
 
     def search(self, text: str) -> list[Tactic | Technique | Mitigation | Signal]:
-        """Entries whose id, name or description contain every word of ``text``."""
-        words = [w.lower() for w in text.split() if w.strip()]
+        """Entries whose id, name or description contain every word of ``text``, each word
+        cut to its stem so that "extraction" finds "Extract AI Model"."""
+        words = [_stem(w.lower()) for w in text.split() if w.strip()]
         if not words:
             raise ConfigError("search needs at least one word")
         found: list[Tactic | Technique | Mitigation | Signal] = []
@@ -235,3 +236,14 @@ def load_catalog() -> Catalog:
         paths=_read("paths.yaml")["paths"],
         excluded=_read("scope.yaml")["excluded"],
     )
+
+
+_SUFFIXES = ("ation", "ions", "ion", "ing", "ers", "er", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    """A crude English stem: drop one common suffix, keeping at least four letters."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word

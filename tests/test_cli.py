@@ -304,3 +304,45 @@ def test_attacks_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     for entry in ATTACKS:
         assert entry.name in out
+
+
+def test_rerun_command_hides_headers() -> None:
+    from bastion.cli.scan import rerun_command
+
+    line = rerun_command(
+        ["scan", "--header", "Authorization: Bearer s3cret", "--eps", "0.1", "--header=X-Key: k3y"]
+    )
+    assert "s3cret" not in line
+    assert "k3y" not in line
+    assert line.startswith("bastion scan --header")
+    assert "--eps 0.1" in line
+
+
+def test_http_scan_never_writes_the_header(tmp_path: Path, predict_server: str) -> None:
+    """The real entry point, argv and all: the header value stays out of every file."""
+    out = tmp_path / "r"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bastion.cli.main",
+            "scan",
+            "--target",
+            predict_server,
+            "--data",
+            "digits",
+            "--out",
+            str(out),
+            "--header",
+            "X-Api-Key: s3cret",
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for file in out.iterdir():
+        assert "s3cret" not in file.read_text()
+    assert "s3cret" not in proc.stdout + proc.stderr

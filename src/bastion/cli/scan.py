@@ -265,7 +265,7 @@ def scan(
             )
             runs.append(("", result))
 
-    command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:] if "header" not in a)
+    command = rerun_command(sys.argv[1:])
     severities: list[Severity] = []
     for name, result in runs:
         folder = out / name if len(runs) > 1 else out
@@ -280,6 +280,24 @@ def scan(
     if threshold is not None and any(s.rank >= threshold.rank for s in severities):
         console.print(f"[bold red]failing:[/] a finding is {threshold.value} or worse")
         raise typer.Exit(1)
+
+
+def rerun_command(argv: list[str]) -> str:
+    """The command line to rerun this scan, with header values (credentials) left out."""
+    shown: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            shown.append("'<hidden>'")
+            hide_next = False
+        elif arg == "--header":
+            shown.append(arg)
+            hide_next = True
+        elif arg.startswith("--header="):
+            shown.append("--header='<hidden>'")
+        else:
+            shown.append(shlex.quote(arg))
+    return " ".join(["bastion", *shown])
 
 
 def _progress() -> Progress:

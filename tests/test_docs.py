@@ -52,3 +52,96 @@ def test_architecture_worked_example_runs(cnn: object, digits: object) -> None:
         assert isinstance(result.x_adv, torch.Tensor)
     finally:
         ATTACKS.unregister("random-corners")
+
+
+def _console_commands(path: Path) -> list[str]:
+    """The ``$ bastion ...`` lines of a page's console blocks, continuations joined."""
+    commands = []
+    for block in re.findall(r"```console\n(.*?)```", path.read_text(), flags=re.S):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        for line in joined.splitlines():
+            if line.startswith("$ bastion "):
+                commands.append(line[2:].split("  #")[0].strip())
+    return commands
+
+
+def _shell_commands(text: str) -> list[str]:
+    """The ``bastion ...`` lines of a page's bash blocks, continuations joined."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        commands += [
+            line.split("  #")[0].split("#")[0].strip()
+            for line in joined.splitlines()
+            if line.startswith("bastion ")
+        ]
+    return commands
+
+
+@pytest.fixture
+def docs_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    """A working folder with the examples and a small scan report, as a reader would have."""
+    from helpers import run
+
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(
+        capsys,
+        "scan",
+        "--samples",
+        "10",
+        "--eps",
+        "0.1",
+        "--steps",
+        "3",
+        "--max-queries",
+        "20",
+        "--out",
+        ".",
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    return tmp_path
+
+
+def _frameworks() -> Path:
+    import os
+
+    return Path(os.environ.get("BASTION_FRAMEWORKS_DIR", REPO.parent / "shared" / "frameworks"))
+
+
+@pytest.mark.parametrize("page", ["docs/threat-modeling.md", "docs/catalog.md"])
+def test_docs_commands_run(page: str, docs_cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    from helpers import run
+
+    commands = _console_commands(REPO / page)
+    assert commands
+    frameworks = _frameworks()
+    for command in commands:
+        if "path/to/" in command:
+            if not (frameworks / "ATLAS.yaml").exists():
+                continue
+            command = command.replace("path/to/ATLAS.yaml", str(frameworks / "ATLAS.yaml"))
+            command = command.replace("path/to/data.json", str(frameworks / "aidefend.json"))
+        code, _, err = run(capsys, *shlex.split(command)[1:])
+        assert code == 0, f"{command}: {err}"
+
+
+def test_readme_threat_commands_run(docs_cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's threat-modeling walk-through, in order: model, scan the plan, gaps."""
+    import shlex
+
+    from helpers import run
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Threat modeling") : text.index("## From Python")]
+    commands = _shell_commands(section)
+    assert len(commands) >= 4
+    for command in commands:
+        code, _, err = run(capsys, *shlex.split(command)[1:])
+        assert code == 0, f"{command}: {err}"

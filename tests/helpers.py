@@ -22,3 +22,13 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def one_line_error(result: object) -> str:
+    """The single ``error:`` line a CliRunner result printed on stderr (asserted)."""
+    stderr = result.stderr  # type: ignore[attr-defined]
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error:")
+    assert "Traceback" not in stderr
+    return lines[0]

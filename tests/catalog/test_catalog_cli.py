@@ -10,16 +10,9 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app
 
+from helpers import one_line_error
+
 runner = CliRunner()
-
-
-def _one_line_error(result: object) -> str:
-    stderr = result.stderr  # type: ignore[attr-defined]
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error:")
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def test_list_techniques() -> None:
@@ -46,10 +39,10 @@ def test_list_other_kinds(kind: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_list_unknown_kind_is_one_line_error() -> None:
+def test_list_unknown_kind_isone_line_error() -> None:
     result = runner.invoke(app, ["catalog", "list", "--kind", "bogus"])
     assert result.exit_code == 2
-    assert "unknown kind" in _one_line_error(result)
+    assert "unknown kind" in one_line_error(result)
 
 
 def test_show_technique() -> None:
@@ -63,10 +56,10 @@ def test_show_technique() -> None:
     assert "Adversarial Robustness Training" in result.stdout
 
 
-def test_show_unknown_is_one_line_error() -> None:
+def test_show_unknown_isone_line_error() -> None:
     result = runner.invoke(app, ["catalog", "show", "AML.T9999"])
     assert result.exit_code == 2
-    assert "AML.T9999" in _one_line_error(result)
+    assert "AML.T9999" in one_line_error(result)
 
 
 def test_search() -> None:
@@ -98,7 +91,7 @@ def test_verify_against_frameworks(atlas_path: Path, aidefend_path: Path) -> Non
 def test_verify_needs_a_framework_and_reports_missing_files(tmp_path: Path) -> None:
     result = runner.invoke(app, ["catalog", "verify"])
     assert result.exit_code == 2
-    assert "--atlas" in _one_line_error(result)
+    assert "--atlas" in one_line_error(result)
     result = runner.invoke(app, ["catalog", "verify", "--atlas", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
-    assert "not found" in _one_line_error(result)
+    assert "not found" in one_line_error(result)

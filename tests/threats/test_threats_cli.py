@@ -12,16 +12,9 @@ from typer.testing import CliRunner
 from bastion.cli import main as cli_main
 from bastion.cli.main import app
 
+from helpers import one_line_error
+
 runner = CliRunner()
-
-
-def _one_line_error(result: object) -> str:
-    stderr = result.stderr  # type: ignore[attr-defined]
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error:")
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def test_model_writes_all_outputs(examples_dir: Path, tmp_path: Path) -> None:
@@ -57,7 +50,7 @@ def test_model_bad_input_is_one_line(tmp_path: Path, content: str | None, messag
         path.write_text(content)
     result = runner.invoke(app, ["threats", "model", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
-    assert message in _one_line_error(result)
+    assert message in one_line_error(result)
     assert not (tmp_path / "o").exists()
 
 
@@ -108,7 +101,7 @@ def test_gaps_bad_inputs(examples_dir: Path, tmp_path: Path) -> None:
     system = str(examples_dir / "fraud-scoring-api.yaml")
     result = runner.invoke(app, ["threats", "gaps", system, "--controls", str(tmp_path / "c.yaml")])
     assert result.exit_code == 2
-    assert "controls file not found" in _one_line_error(result)
+    assert "controls file not found" in one_line_error(result)
     bad = tmp_path / "report.json"
     bad.write_text('{"findings": []}')
     controls = str(examples_dir / "fraud-controls.yaml")
@@ -116,7 +109,7 @@ def test_gaps_bad_inputs(examples_dir: Path, tmp_path: Path) -> None:
         app, ["threats", "gaps", system, "--controls", controls, "--evidence", str(bad)]
     )
     assert result.exit_code == 2
-    assert "scan report" in _one_line_error(result)
+    assert "scan report" in one_line_error(result)
 
 
 def test_incident_good_path() -> None:
@@ -153,7 +146,7 @@ def test_incident_json_with_system(examples_dir: Path) -> None:
 def test_incident_unknown_signal_is_one_line() -> None:
     result = runner.invoke(app, ["threats", "incident", "--signals", "alien-invasion"])
     assert result.exit_code == 2
-    line = _one_line_error(result)
+    line = one_line_error(result)
     assert "unknown signal" in line
     assert "alien-invasion" in line
 
@@ -171,7 +164,7 @@ def test_schema_and_validate(examples_dir: Path, tmp_path: Path) -> None:
     assert json.loads(result.stdout)["title"] == "bastion system description"
     result = runner.invoke(app, ["threats", "schema", "nonsense"])
     assert result.exit_code == 2
-    assert "unknown schema" in _one_line_error(result)
+    assert "unknown schema" in one_line_error(result)
     ok = runner.invoke(app, ["threats", "validate", str(examples_dir / "medical-imaging.yaml")])
     assert ok.exit_code == 0
     assert "valid system" in ok.stdout
@@ -180,7 +173,7 @@ def test_schema_and_validate(examples_dir: Path, tmp_path: Path) -> None:
     assert ok.exit_code == 0
     bad = runner.invoke(app, ["threats", "validate", controls, "--kind", "system"])
     assert bad.exit_code == 2
-    _one_line_error(bad)
+    one_line_error(bad)
 
 
 def test_entry_point_keeps_the_exit_code(

@@ -11,7 +11,7 @@ from bastion.catalog.coverage import registered_attacks
 from bastion.core.registry import ATTACKS
 from bastion.core.threat import Access, Norm
 from bastion.threats.plan import AssessmentPlan, PlanItem
-from bastion.threats.scoring import Score, band, score_surfaces, score_technique
+from bastion.threats.scoring import RiskScored, Score, score_surfaces, score_technique
 from bastion.threats.system import Exposure, ModelAsset, SystemDescription
 
 __all__ = [
@@ -36,7 +36,7 @@ _DEFAULT_BUDGET = 10_000
 
 
 @dataclass(frozen=True)
-class AssetTechnique:
+class AssetTechnique(RiskScored):
     """One catalog technique scored against one model asset."""
 
     technique: str
@@ -50,14 +50,6 @@ class AssetTechnique:
     enabler: bool
     attacks: tuple[str, ...]
     consequence: bool = False
-
-    @property
-    def risk(self) -> int:
-        return self.likelihood * self.impact
-
-    @property
-    def band(self) -> str:
-        return band(self.risk)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -78,7 +70,7 @@ class AssetTechnique:
 
 
 @dataclass(frozen=True)
-class PathScore:
+class PathScore(RiskScored):
     """An attack path that applies to one model asset."""
 
     path: str
@@ -88,14 +80,6 @@ class PathScore:
     steps: tuple[tuple[str, str, str], ...]  # (technique id, technique name, tactic name)
     likelihood: int
     impact: int
-
-    @property
-    def risk(self) -> int:
-        return self.likelihood * self.impact
-
-    @property
-    def band(self) -> str:
-        return band(self.risk)
 
     @property
     def chain(self) -> str:

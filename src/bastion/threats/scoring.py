@@ -90,6 +90,21 @@ def _clamp(value: int, low: int = 1, high: int = 5) -> int:
     return max(low, min(high, value))
 
 
+class RiskScored:
+    """Risk = likelihood x impact, and its band; for scored records with those two fields."""
+
+    likelihood: int
+    impact: int
+
+    @property
+    def risk(self) -> int:
+        return self.likelihood * self.impact
+
+    @property
+    def band(self) -> str:
+        return band(self.risk)
+
+
 @dataclass(frozen=True)
 class SurfaceScore:
     value: int
@@ -218,7 +233,7 @@ def score_surfaces(system: SystemDescription, model: ModelAsset) -> dict[str, Su
 
 
 @dataclass(frozen=True)
-class Score:
+class Score(RiskScored):
     """A technique scored for one model."""
 
     likelihood: int
@@ -228,14 +243,6 @@ class Score:
     @property
     def applicable(self) -> bool:
         return self.likelihood > 0
-
-    @property
-    def risk(self) -> int:
-        return self.likelihood * self.impact
-
-    @property
-    def band(self) -> str:
-        return band(self.risk)
 
 
 def score_technique(

@@ -150,7 +150,7 @@ def test_warns_when_accuracy_rises_with_epsilon() -> None:
     from bastion.assess.scan import EpsilonResult, _check_sweep
 
     sweep = [EpsilonResult(0.1, 10, 100, []), EpsilonResult(0.2, 30, 100, [])]
-    assert "rises" in _check_sweep(sweep, 90)[0]
+    assert "rises" in _check_sweep(sweep)[0]
 
 
 def test_halving_epsilon_interpolates() -> None:

@@ -8,7 +8,6 @@ The scan also checks the evaluation itself and says when it looks wrong.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -29,8 +28,6 @@ from bastion.core.threat import Access, Norm, OutputKind, Threat
 from bastion.data import Dataset
 
 __all__ = ["AttackSummary", "EpsilonResult", "Example", "ScanResult", "default_attacks", "scan"]
-
-log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -246,8 +243,8 @@ def scan(
                 )
             )
 
-    warnings += _check_sweep(sweep, int(correct.sum()))
-    warnings += _check_masking(sweep, entries)
+    warnings += _check_sweep(sweep)
+    warnings += _check_masking(sweep)
     result = ScanResult(
         target=target.describe(),
         dataset=data.describe(),
@@ -329,7 +326,7 @@ def _check_outputs(target: Target, x: torch.Tensor, scores: torch.Tensor | None)
     return out
 
 
-def _check_sweep(sweep: list[EpsilonResult], clean: int) -> list[str]:
+def _check_sweep(sweep: list[EpsilonResult]) -> list[str]:
     out = []
     for prev, cur in itertools.pairwise(sweep):
         if cur.robust > prev.robust:
@@ -341,7 +338,7 @@ def _check_sweep(sweep: list[EpsilonResult], clean: int) -> list[str]:
     return out
 
 
-def _check_masking(sweep: list[EpsilonResult], entries: list[Entry]) -> list[str]:
+def _check_masking(sweep: list[EpsilonResult]) -> list[str]:
     white = Access.WHITE_BOX.value
     out = []
     for point in sweep:

@@ -340,7 +340,7 @@ def _load_image_folder(
         x,
         np.array(labels, dtype=np.int64),
         classes,
-        bounds or (0.0, 1.0),
+        bounds,
         num_classes,
     )
 

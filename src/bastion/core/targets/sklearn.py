@@ -70,7 +70,6 @@ class SklearnTarget(BlackBoxTarget):
             name=name,
         )
         self.estimator = estimator
-        self._n_classes_seen = len(classes)
 
     def _predict_numpy(self, x: np.ndarray) -> np.ndarray:
         flat = x.reshape(len(x), -1)

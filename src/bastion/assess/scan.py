@@ -1,46 +1,57 @@
 """The evasion scan: attack a sample of the data over an epsilon sweep and conclude findings.
 
-Attacks run as an ensemble, cheapest first, each only on the inputs that survived the ones
-before (AutoAttack's protocol); the robust accuracy reported is the pointwise worst case.
-The scan also checks the evaluation itself and says when it looks wrong.
+Attacks run as an ensemble, cheapest first (by their registry ``cost``), each only on the inputs
+that survived the ones before (AutoAttack's protocol); the robust accuracy reported is the
+pointwise worst case. The scan also checks the evaluation itself and says when it looks wrong.
+
+A scan never loses its work. It plans within the target's query budget (each remaining attack
+run gets a fair share, and a score-based attack is told its share per input); when the budget
+runs out or the user interrupts, it stops and returns what it measured, marked incomplete, with
+the figures that the budget limited marked as such. With a ``checkpoint`` path it saves each
+finished (epsilon, attack) unit, and ``resume=True`` continues from them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bastion import attacks as _attacks  # noqa: F401  (fills the registry)
 from bastion.assess.stats import wilson_interval
-from bastion.attacks.base import Attack
-from bastion.core.errors import ConfigError
+from bastion.core.assessment import Artifact, Assessment, Metric
+from bastion.core.errors import ConfigError, QueryBudgetExceeded
+from bastion.core.files import atomic_write
 from bastion.core.findings import Finding, Severity
+from bastion.core.plugins import load_plugins
 from bastion.core.registry import ATTACKS, Entry
 from bastion.core.targets.base import Target
 from bastion.core.threat import Access, Norm, OutputKind, Threat
 from bastion.data import Dataset
 
-__all__ = ["AttackSummary", "EpsilonResult", "Example", "ScanResult", "default_attacks", "scan"]
+__all__ = [
+    "AttackSummary",
+    "EpsilonResult",
+    "Example",
+    "ScanResult",
+    "default_attacks",
+    "scan",
+    "to_assessment",
+]
 
+#: progress callback: (what runs now, units done, units in all, queries so far)
 ProgressFn = Callable[[str, int, int], None]
 
-# hyperparameters a scan uses for each attack unless told otherwise
-SCAN_DEFAULTS: dict[str, dict[str, Any]] = {
-    "fgsm": {},
-    "pgd": {"steps": 40},
-    "square": {"max_queries": 1000},
-}
-# ensemble order: cheap and white-box first, query-hungry black-box last
-_ORDER = {"fgsm": 0, "pgd": 1, "square": 2}
-
 _NUM_EXAMPLES = 8
+_CHECKPOINT_VERSION = 1
 
 
 @dataclass
@@ -54,6 +65,7 @@ class AttackSummary:
     queries: int
     seconds: float
     median_queries_to_success: float | None = None
+    limited: str | None = None
 
 
 @dataclass
@@ -75,8 +87,16 @@ class EpsilonResult:
     def interval(self) -> tuple[float, float]:
         return wilson_interval(self.robust, self.total)
 
+    @property
+    def limited(self) -> bool:
+        """Whether an attack at this epsilon was cut short (budget or interruption)."""
+        return any(s.limited for s in self.attacks)
+
     def group_accuracy(self, access: str) -> float:
         return self.group_robust[access] / self.total if self.total else 0.0
+
+    def group_interval(self, access: str) -> tuple[float, float]:
+        return wilson_interval(self.group_robust[access], self.total)
 
 
 @dataclass
@@ -110,31 +130,34 @@ class ScanResult:
     seconds: float
     class_names: list[str] = field(default_factory=list)
     feature_names: list[str] = field(default_factory=list)
+    complete: bool = True
+    limits: list[str] = field(default_factory=list)
+    samples_asked: int | None = None
 
     @property
     def clean_accuracy(self) -> float:
         return self.clean_correct / self.samples if self.samples else 0.0
 
+    def to_assessment(self) -> Assessment:
+        return to_assessment(self)
 
-def default_attacks(target: Target, norm: Norm) -> list[Entry]:
-    """The evasion attacks a scan runs: every one the target's access and the norm allow."""
-    chosen = [e for e in ATTACKS.select(norm=norm, access=target.access) if e.family == "evasion"]
-    return sorted(chosen, key=lambda e: (_ORDER.get(e.name, 99), e.name))
+
+def default_attacks(target: Target, threat: Threat) -> list[Entry]:
+    """The evasion attacks a scan runs, cheapest first: every one that the target's access
+    and the adversary's knowledge allow under the threat's norm."""
+    load_plugins()
+    access = target.access if target.access.rank <= threat.knowledge.rank else threat.knowledge
+    return ATTACKS.select(norm=threat.norm, access=access, family="evasion")
 
 
 def _choose(target: Target, threat: Threat, names: Sequence[str] | None) -> list[Entry]:
+    load_plugins()
     if names:
         entries = [ATTACKS.get(n) for n in names]
         for e in entries:
-            if not target.access.allows(e.access):
-                raise ConfigError(
-                    f"{e.name} needs {e.access.value} access; {target.name} gives "
-                    f"{target.access.value}"
-                )
-            if e.norms and threat.norm not in e.norms:
-                raise ConfigError(f"{e.name} does not support the {threat.norm.value} norm")
-        return sorted(entries, key=lambda e: (_ORDER.get(e.name, 99), e.name))
-    entries = default_attacks(target, threat.norm)
+            e.require(access=target.access, norm=threat.norm, target=target.name)
+        return sorted(entries, key=lambda e: (e.cost, e.name))
+    entries = default_attacks(target, threat)
     if not entries:
         raise ConfigError(
             f"no registered attack runs under {threat.norm.value} against a "
@@ -151,6 +174,60 @@ def _sample(data: Dataset, samples: int, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(n)[: min(samples, n)])
 
 
+class _Checkpoint:
+    """Finished (epsilon, attack) units of one scan, saved after each so none is redone."""
+
+    def __init__(self, path: Path | None, fingerprint: str, resume: bool) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+        self.units: dict[str, dict[str, Any]] = {}
+        if path is None or not resume:
+            return
+        if not path.is_file():
+            raise ConfigError(f"--resume: no checkpoint at {path} (nothing to resume)")
+        try:
+            saved = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--resume: cannot read the checkpoint {path}: {exc}") from None
+        if saved.get("version") != _CHECKPOINT_VERSION or saved.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"--resume: the checkpoint {path} is from a different scan (another target, "
+                "data, threat, attacks, samples or seed); rerun without --resume"
+            )
+        self.units = saved.get("units", {})
+
+    @staticmethod
+    def key(eps: float, attack: str) -> str:
+        return f"{eps!r}/{attack}"
+
+    def save(self, key: str, unit: dict[str, Any]) -> None:
+        self.units[key] = unit
+        if self.path is not None:
+            payload = {"version": _CHECKPOINT_VERSION, "fingerprint": self.fingerprint}
+            atomic_write(self.path, json.dumps({**payload, "units": self.units}))
+
+
+def _fingerprint(
+    target: Target,
+    data: Dataset,
+    threat: Threat,
+    params: dict[str, Any],
+    idx: np.ndarray,
+    seed: int,
+) -> str:
+    desc = {
+        "target": {
+            k: v for k, v in target.describe().items() if k not in ("query_budget", "device")
+        },
+        "data": data.describe(),
+        "threat": json.loads(threat.model_dump_json()),
+        "params": params,
+        "idx": hashlib.sha256(idx.tobytes()).hexdigest(),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def scan(
     target: Target,
     data: Dataset,
@@ -161,74 +238,115 @@ def scan(
     attacks: Sequence[str] | None = None,
     attack_params: dict[str, dict[str, Any]] | None = None,
     progress: ProgressFn | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
 ) -> ScanResult:
     """Attack ``samples`` test inputs of ``data`` at every epsilon of ``threat``.
 
     Returns a :class:`ScanResult` with clean and robust accuracy (with 95% intervals), what each
-    attack contributed, example images, findings and warnings about the evaluation itself.
+    attack contributed, example images, findings and warnings about the evaluation itself. When
+    the query budget runs out or the run is interrupted (Ctrl-C), the result holds what was
+    measured, with ``complete=False``.
     """
     started = time.perf_counter()
     threat.check_bounds(target.bounds)
     entries = _choose(target, threat, attacks)
-    params = {
-        e.name: {**SCAN_DEFAULTS.get(e.name, {}), **(attack_params or {}).get(e.name, {})}
-        for e in entries
-    }
-    instances: list[tuple[Entry, Attack]] = [
-        (e, ATTACKS.create(e.name, **params[e.name])) for e in entries
-    ]
+    params = {e.name: {**e.defaults, **(attack_params or {}).get(e.name, {})} for e in entries}
+    unknown = sorted(set(attack_params or {}) - {e.name for e in entries})
+    if unknown:
+        raise ConfigError(
+            f"settings for {', '.join(unknown)}, which this scan does not run "
+            f"(it runs {', '.join(e.name for e in entries)})"
+        )
+    instances = [(e, ATTACKS.create(e.name, **params[e.name])) for e in entries]
+    for _, attack in instances:
+        attack._check_params()
 
     idx = _sample(data, samples, seed)
+    limits: list[str] = []
+    if len(idx) < samples:
+        limits.append(f"{samples} inputs were asked for; the data has {len(idx)} test inputs")
     x = torch.from_numpy(data.x_test[idx]).to(target.device)
     y = torch.from_numpy(data.y_test[idx]).to(target.device)
     target.check_inputs(x, y)
+    state = _Checkpoint(checkpoint, _fingerprint(target, data, threat, params, idx, seed), resume)
     warnings: list[str] = []
     with target.inference_mode(), torch.no_grad():
-        clean_scores = target(x) if target.output_kind is not OutputKind.LABELS else None
-        clean_pred = clean_scores.argmax(1) if clean_scores is not None else target.predict(x)
-    correct = clean_pred == y
+        clean_out = target.outputs(x)
+    clean_scores = clean_out if clean_out.ndim == 2 else None
+    clean_pred = clean_out.argmax(1) if clean_scores is not None else clean_out.long()
+    correct = ~threat.goal.is_success(clean_out, y) if not threat.targeted else clean_pred == y
     warnings += _check_outputs(target, x, clean_scores)
 
-    groups: dict[Access, list[tuple[Entry, Attack]]] = {}
+    groups: dict[Access, list[tuple[Entry, Any]]] = {}
     for entry, attack in instances:
         groups.setdefault(entry.access, []).append((entry, attack))
     n_ex = min(_NUM_EXAMPLES, len(x))
     sweep: list[EpsilonResult] = []
     examples: list[Example] = []
-    total_steps = len(threat.epsilons) * len(instances)
-    step = 0
-    for eps in sorted(threat.epsilons):
+    epsilons = sorted(threat.epsilons)
+    total_units = len(epsilons) * len(instances)
+    done = 0
+    stopped: str | None = None
+    budget_spent = False
+    for eps in epsilons:
         at = threat.at(eps)
         robust = correct.clone()
-        worst = x.clone()
+        worst = x[:n_ex].clone()
+        adv_pred = clean_pred.clone()
         who: list[str | None] = [None] * len(x)
         summaries = []
         group_robust = {}
         for access, members in groups.items():
             standing = correct.clone()
             for entry, attack in members:
-                summary, fooled, x_fooled, notes = _attack_standing(
-                    entry, attack, target, x, y, standing, at, seed
-                )
-                summaries.append(summary)
+                key = _Checkpoint.key(eps, entry.name)
+                if key in state.units:
+                    unit = state.units[key]
+                elif stopped is not None:
+                    unit = _skipped(entry, standing, stopped)
+                else:
+                    try:
+                        unit = _run_unit(
+                            entry,
+                            attack,
+                            target,
+                            x,
+                            y,
+                            standing,
+                            at,
+                            seed,
+                            total_units - done,
+                            n_ex,
+                        )
+                    except KeyboardInterrupt:
+                        stopped = "interrupted"
+                        unit = _skipped(entry, standing, stopped)
+                    if unit["ran"]:
+                        state.save(key, unit)
+                    else:
+                        budget_spent = True
+                summaries.append(AttackSummary(**unit["summary"]))
+                fooled = torch.tensor(unit["fooled"], dtype=torch.long, device=x.device)
                 standing[fooled] = False
-                # the example shows the first attack that broke each input
                 first = robust[fooled]
-                worst[fooled[first]] = x_fooled[first]
-                for i in fooled[first].tolist():
+                for pos, i in enumerate(unit["fooled"]):
+                    if not bool(first[pos]):
+                        continue
                     who[i] = entry.name
+                    adv_pred[i] = unit["predictions"][pos]
+                    if i < n_ex and str(i) in unit["examples"]:
+                        worst[i] = torch.tensor(unit["examples"][str(i)], dtype=x.dtype)
                 robust[fooled] = False
-                for note in notes:
+                for note in unit["notes"]:
                     text = f"{entry.name} at eps={eps:g}: {note}"
                     if text not in warnings:
                         warnings.append(text)
-                step += 1
+                done += 1
                 if progress is not None:
-                    progress(f"{entry.name} eps={eps:g}", step, total_steps)
+                    progress(f"{entry.name} eps={eps:g}", done, total_units)
             group_robust[access.value] = int(standing.sum())
         sweep.append(EpsilonResult(eps, int(robust.sum()), len(x), summaries, group_robust))
-        with target.inference_mode(), torch.no_grad():
-            adv_pred = target.predict(worst[:n_ex])
         for i in range(n_ex):
             examples.append(
                 Example(
@@ -243,7 +361,18 @@ def scan(
                 )
             )
 
-    warnings += _check_sweep(sweep)
+    complete = stopped is None and not budget_spent
+    budget_limited = any(s.limited == "query budget" for p in sweep for s in p.attacks)
+    if budget_spent or budget_limited:
+        limits.append(
+            f"the query budget ({target.query_budget} queries) was shared across the attacks and "
+            "epsilons and ran short: the robust accuracy where it is marked budget-limited is an "
+            "upper bound (give a larger --query-budget, or fewer --samples)"
+        )
+    if stopped == "interrupted":
+        limits.append("interrupted before every attack ran: the figures are upper bounds")
+    if complete:
+        warnings += _check_sweep(sweep)
     warnings += _check_masking(sweep)
     result = ScanResult(
         target=target.describe(),
@@ -261,30 +390,71 @@ def scan(
         seconds=0.0,
         class_names=list(data.class_names),
         feature_names=list(data.feature_names),
+        complete=complete,
+        limits=limits,
+        samples_asked=samples,
     )
     result.findings = evasion_findings(result, entries, data)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _attack_standing(
+def _unit(summary: AttackSummary, ran: bool) -> dict[str, Any]:
+    return {
+        "summary": dict(summary.__dict__),
+        "ran": ran,
+        "fooled": [],
+        "predictions": [],
+        "examples": {},
+        "notes": [],
+    }
+
+
+def _skipped(entry: Entry, standing: torch.Tensor, why: str) -> dict[str, Any]:
+    """A unit that did not run: every standing input counts as still standing."""
+    summary = AttackSummary(entry.name, entry.access.value, int(standing.sum()), 0, 0, 0.0)
+    summary.limited = why
+    return _unit(summary, ran=False)
+
+
+def _run_unit(
     entry: Entry,
-    attack: Attack,
+    attack: Any,
     target: Target,
     x: torch.Tensor,
     y: torch.Tensor,
     standing: torch.Tensor,
     threat: Threat,
     seed: int,
-) -> tuple[AttackSummary, torch.Tensor, torch.Tensor, list[str]]:
-    """Run one attack on the inputs still standing: its summary, the indices it fooled, their
-    adversarial versions, and its notes."""
+    units_left: int,
+    n_ex: int,
+) -> dict[str, Any]:
+    """Run one attack on the inputs still standing, within its share of the query budget.
+
+    Returns the unit as JSON-ready data: its summary, the indices it fooled with the
+    predictions there, the adversarial examples among the first ``n_ex`` inputs, and notes.
+    """
     todo = standing.nonzero().squeeze(1)
     if len(todo) == 0:
-        empty = AttackSummary(entry.name, entry.access.value, 0, 0, 0, 0.0)
-        return empty, todo, x[:0], []
-    outcome = attack.run(target, x[todo], y[todo], threat, seed=seed)
-    hit = outcome.success
+        return _unit(AttackSummary(entry.name, entry.access.value, 0, 0, 0, 0.0), ran=True)
+    limited = None
+    left = target.queries_left
+    if left is not None:
+        # a fair share of what is left, per input, less the one query that measures success
+        share = left // max(units_left, 1)
+        per_input = share // len(todo) - 1
+        if per_input < 1:
+            return _skipped(entry, standing, "budget spent")
+        if threat.queries_per_input is None or per_input < threat.queries_per_input:
+            threat = threat.model_copy(update={"queries_per_input": per_input})
+            wanted = getattr(attack, "max_queries", None)
+            if isinstance(wanted, int) and per_input < wanted:
+                limited = "query budget"
+    try:
+        outcome = attack.run(target, x[todo], y[todo], threat, seed=seed)
+    except QueryBudgetExceeded:
+        return _skipped(entry, standing, "budget spent")
+    hit = outcome.success.to(todo.device)
     median_q = None
     if outcome.queries_per_sample is not None and bool(hit.any()):
         median_q = float(outcome.queries_per_sample[hit.cpu()].float().median())
@@ -296,13 +466,37 @@ def _attack_standing(
         outcome.queries,
         outcome.seconds,
         median_q,
+        # a budget-limited run is kept (its successes are real) but not saved as finished
+        limited=limited,
     )
-    return summary, todo[hit], outcome.x_adv[hit], outcome.notes
+    fooled = todo[hit]
+    adv = outcome.x_adv[hit]
+    examples = {
+        str(int(i)): adv[pos].cpu().tolist() for pos, i in enumerate(fooled.tolist()) if i < n_ex
+    }
+    return {
+        "summary": dict(summary.__dict__),
+        "ran": True,
+        "fooled": [int(i) for i in fooled.tolist()],
+        "predictions": [int(p) for p in outcome.predictions[hit].tolist()],
+        "examples": examples,
+        "notes": list(outcome.notes),
+    }
 
 
 # ---------------------------------------------------------------------- evaluation checks
 def _check_outputs(target: Target, x: torch.Tensor, scores: torch.Tensor | None) -> list[str]:
     out = []
+    if scores is not None and target.output_kind is OutputKind.PROBABILITIES and len(scores):
+        rows = scores.sum(dim=1)
+        if bool((scores < -1e-6).any()) or not bool(
+            torch.allclose(rows, torch.ones_like(rows), atol=1e-3)
+        ):
+            out.append(
+                "the target is declared to return probabilities but its outputs do not look like "
+                "them (negative values, or rows that do not sum to 1): they are probably logits; "
+                "declare --output-kind logits so margins and the checks read them right"
+            )
     if scores is not None and target.output_kind is OutputKind.LOGITS and len(scores):
         rows = scores.sum(dim=1)
         if bool((scores >= 0).all()) and bool(
@@ -404,6 +598,39 @@ def _halving_epsilon(points: list[tuple[float, float]], clean: float) -> float |
     return None
 
 
+def _severity_basis(rel: float | None) -> str:
+    rule = ", ".join(f"{s.value} at most {limit:.0%}" for limit, s in _SEVERITY_STEPS)
+    if rel is None:
+        where = "accuracy did not halve within the sweep"
+    else:
+        where = f"accuracy halves at a perturbation of {rel:.1%} of the input range"
+    return (
+        f"{where}; severity is set by that share ({rule}; beyond: info), or low when the "
+        "accuracy fell by over 10% without halving"
+    )
+
+
+# warnings of the evaluation checks that make a robust-accuracy figure untrustworthy
+_UNRELIABLE = (
+    "all-zero gradient",
+    "randomness in the forward pass",
+    "robust accuracy rises",
+    "gradients may be masked",
+    "look like probabilities",
+    "do not look like them",
+)
+
+
+def _unreliable(warnings: list[str]) -> str | None:
+    fired = [w for w in warnings if any(key in w for key in _UNRELIABLE)]
+    if not fired:
+        return None
+    return (
+        "the evaluation's own checks fired, so the robust accuracy may be overstated: "
+        + " | ".join(fired[:3])
+    )
+
+
 def evasion_findings(result: ScanResult, entries: list[Entry], data: Dataset) -> list[Finding]:
     """One finding per adversary (white-box, score-based, label-only) that the attacks
     stood for, rated by how small a perturbation halves the accuracy."""
@@ -464,8 +691,15 @@ def evasion_findings(result: ScanResult, entries: list[Entry], data: Dataset) ->
         ]
         if medians:
             evidence["median_queries_to_success"] = float(np.median(medians))
+        evidence["severity_basis"] = _severity_basis(evidence["relative_epsilon_halving_accuracy"])
+        evidence["budget_limited"] = [
+            p.epsilon
+            for p in result.sweep
+            if any(s.limited for s in p.attacks if s.access == access.value)
+        ]
         findings.append(
             Finding(
+                unreliable=_unreliable(result.warnings),
                 id=f"evasion-{'white-box' if access is Access.WHITE_BOX else access.value}",
                 title=f"Model evaded by {kind} adversarial examples",
                 severity=severity,
@@ -477,3 +711,253 @@ def evasion_findings(result: ScanResult, entries: list[Entry], data: Dataset) ->
             )
         )
     return sorted(findings, key=lambda f: -f.severity.rank)
+
+
+# ---------------------------------------------------------------------- the general shape
+def _label(names: list[str], i: int) -> str:
+    return names[i] if i < len(names) else str(i)
+
+
+def to_assessment(result: ScanResult) -> Assessment:
+    """The scan as a general :class:`Assessment`: what every report format renders."""
+    norm = result.threat.norm.value
+    groups = sorted({g for p in result.sweep for g in p.group_robust})
+    clean_ci = wilson_interval(result.clean_correct, result.samples)
+    metrics = [
+        Metric(
+            "clean_accuracy",
+            result.clean_accuracy,
+            "clean accuracy",
+            clean_ci,
+            (result.clean_correct, result.samples),
+        )
+    ]
+    for p in result.sweep:
+        limited = "query budget" if p.limited else None
+        metrics.append(
+            Metric(
+                "robust_accuracy",
+                p.robust_accuracy,
+                f"robust accuracy at {norm} eps={p.epsilon:g}",
+                p.interval,
+                (p.robust, p.total),
+                at={"epsilon": p.epsilon},
+                limited=limited,
+            )
+        )
+        for g in groups:
+            metrics.append(
+                Metric(
+                    "robust_accuracy",
+                    p.group_accuracy(g),
+                    f"robust accuracy at {norm} eps={p.epsilon:g}, {g} attacks",
+                    p.group_interval(g),
+                    (p.group_robust[g], p.total),
+                    at={"epsilon": p.epsilon, "access": g},
+                    limited=limited,
+                )
+            )
+    eps = [0.0] + [p.epsilon for p in result.sweep]
+    series = [
+        {
+            "label": "worst case, all attacks",
+            "x": eps,
+            "y": [result.clean_accuracy] + [p.robust_accuracy for p in result.sweep],
+            "lo": [clean_ci[0]] + [p.interval[0] for p in result.sweep],
+            "hi": [clean_ci[1]] + [p.interval[1] for p in result.sweep],
+            "colour": "#222222",
+        }
+    ]
+    if len(groups) > 1:
+        for g in groups:
+            series.append(
+                {
+                    "label": f"{g} attacks",
+                    "x": eps,
+                    "y": [result.clean_accuracy] + [p.group_accuracy(g) for p in result.sweep],
+                }
+            )
+    artifacts = [
+        Artifact(
+            "robustness-curve",
+            "curve",
+            "Accuracy under attack",
+            {
+                "x_label": f"epsilon ({norm})",
+                "y_label": "accuracy",
+                "series": series,
+                "y_range": [-0.02, 1.02],
+            },
+        )
+    ]
+    rows = []
+    for p in result.sweep:
+        lo, hi = p.interval
+        by_group = [
+            f"{p.group_accuracy(g):.1%} ({p.group_interval(g)[0]:.1%}-{p.group_interval(g)[1]:.1%})"
+            for g in groups
+        ]
+        fooled = ", ".join(
+            f"{s.attack} {s.fooled}/{s.attacked}"
+            + (
+                f" (median {s.median_queries_to_success:g} queries)"
+                if s.median_queries_to_success
+                else ""
+            )
+            + (f" [{s.limited}]" if s.limited else "")
+            for s in p.attacks
+        )
+        rows.append(
+            [f"{p.epsilon:g}", f"{p.robust_accuracy:.1%}", f"{lo:.1%}-{hi:.1%}", *by_group, fooled]
+        )
+    artifacts.append(
+        Artifact(
+            "sweep",
+            "table",
+            "Robust accuracy by perturbation size",
+            {
+                "columns": [
+                    f"epsilon ({norm})",
+                    "robust accuracy",
+                    "95% CI",
+                    *[f"{g} only (95% CI)" for g in groups],
+                    "what each attack fooled (of those it attacked)",
+                ],
+                "rows": rows,
+            },
+        )
+    )
+    if result.sweep:
+        show = result.sweep[len(result.sweep) // 2].epsilon
+        chosen = [e for e in result.examples if e.epsilon == show]
+        names = result.class_names
+        if chosen and chosen[0].clean.ndim >= 2:
+            lo_b, hi_b = result.target["bounds"]
+            scale = lambda a: (a - lo_b) / (hi_b - lo_b)
+            artifacts.append(
+                Artifact(
+                    "examples",
+                    "images",
+                    f"Clean inputs (top) and their adversarial versions at eps={show:g} (bottom)",
+                    {
+                        "rows": [
+                            {
+                                "label": "clean",
+                                "images": [scale(e.clean) for e in chosen],
+                                "captions": [
+                                    f"clean: {_label(names, e.clean_prediction)}" for e in chosen
+                                ],
+                                "good": [e.clean_prediction == e.label for e in chosen],
+                            },
+                            {
+                                "label": "attacked",
+                                "images": [scale(e.adversarial) for e in chosen],
+                                "captions": [
+                                    f"attacked: {_label(names, e.adversarial_prediction)}"
+                                    for e in chosen
+                                ],
+                                "good": [e.adversarial_prediction == e.label for e in chosen],
+                            },
+                        ]
+                    },
+                )
+            )
+        elif chosen:
+            table_rows = []
+            for e in chosen:
+                delta = (e.adversarial - e.clean).reshape(-1)
+                order = np.argsort(-np.abs(delta))[:5]
+                changes = ", ".join(
+                    f"{_label(result.feature_names, int(i)) if result.feature_names else f'x{i}'}: "
+                    f"{float(e.clean.reshape(-1)[i]):.3g}->{float(e.adversarial.reshape(-1)[i]):.3g}"
+                    for i in order
+                    if delta[i] != 0
+                )
+                table_rows.append(
+                    [
+                        f"#{e.index}",
+                        _label(names, e.label),
+                        f"{_label(names, e.clean_prediction)} -> {_label(names, e.adversarial_prediction)}",
+                        changes or "(unchanged)",
+                    ]
+                )
+            artifacts.append(
+                Artifact(
+                    "examples",
+                    "table",
+                    f"Examples at eps={show:g}",
+                    {
+                        "columns": [
+                            "input",
+                            "label",
+                            "clean -> attacked prediction",
+                            "largest feature changes",
+                        ],
+                        "rows": table_rows,
+                    },
+                )
+            )
+    records = [
+        {
+            "index": e.index,
+            "epsilon": e.epsilon,
+            "label": e.label,
+            "clean_prediction": e.clean_prediction,
+            "adversarial_prediction": e.adversarial_prediction,
+            "attack": e.attack,
+        }
+        for e in result.examples
+    ]
+    details = {
+        "clean_accuracy": {
+            "value": result.clean_accuracy,
+            "correct": result.clean_correct,
+            "total": result.samples,
+            "ci95": list(clean_ci),
+        },
+        "sweep": [
+            {
+                "epsilon": p.epsilon,
+                "robust_accuracy": p.robust_accuracy,
+                "robust": p.robust,
+                "total": p.total,
+                "ci95": list(p.interval),
+                "limited": p.limited,
+                "by_access": {
+                    g: {"value": p.group_accuracy(g), "ci95": list(p.group_interval(g))}
+                    for g in groups
+                },
+                "attacks": [dict(s.__dict__, seconds=round(s.seconds, 4)) for s in p.attacks],
+            }
+            for p in result.sweep
+        ],
+        "class_names": result.class_names,
+    }
+    setting = {
+        "threat": json.loads(result.threat.model_dump_json()),
+        "success criterion": result.threat.goal.describe(),
+        "attacks": result.attacks,
+        "attack_params": result.attack_params,
+        "samples": result.samples,
+        "seed": result.seed,
+        "protocol": (
+            "attacks with the same access run as an ensemble, cheapest first, each on the inputs "
+            "still standing; the robust accuracy is the worst case per input over all attacks"
+        ),
+    }
+    return Assessment(
+        family="evasion",
+        title=f"Evasion: robust accuracy under {norm} perturbations",
+        target=result.target,
+        dataset=result.dataset,
+        setting=setting,
+        metrics=metrics,
+        records=records,
+        artifacts=artifacts,
+        warnings=list(result.warnings),
+        findings=list(result.findings),
+        seconds=result.seconds,
+        complete=result.complete,
+        limits=list(result.limits),
+        details=details,
+    )

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import torch
 
 from bastion.attacks._ops import clip_to_bounds, distances, project
-from bastion.core.errors import AccessError, ConfigError
+from bastion.core.errors import ConfigError
 from bastion.core.registry import ATTACKS, Entry
 from bastion.core.results import AttackResult
 from bastion.core.targets.base import Target
@@ -58,7 +58,14 @@ class Attack:
 
     @property
     def entry(self) -> Entry:
-        return ATTACKS.get(self.registry_name)
+        """This attack's registry entry; a one-line error for a class never registered."""
+        name = getattr(type(self), "registry_name", None)
+        if name is None or name not in ATTACKS or ATTACKS.get(name).cls is not type(self):
+            raise ConfigError(
+                f"{type(self).__name__} is not a registered attack (a base class, or a subclass "
+                "not yet registered): use a registered one, or decorate it with @register_attack"
+            )
+        return ATTACKS.get(name)
 
     def _check_params(self) -> None:
         """Raise :class:`ConfigError` for hyperparameters that make no sense."""
@@ -82,14 +89,7 @@ class Attack:
         """
         threat = _resolve_threat(threat, eps, norm)
         entry = self.entry
-        if not target.access.allows(entry.access):
-            raise AccessError(
-                f"{entry.name} needs {entry.access.value} access; "
-                f"{target.name} gives {target.access.value}"
-            )
-        if entry.norms and threat.norm not in entry.norms:
-            supported = ", ".join(n.value for n in entry.norms)
-            raise ConfigError(f"{entry.name} supports {supported}, not {threat.norm.value}")
+        entry.require(access=target.access, norm=threat.norm, target=target.name)
         self._check_params()
         threat.check_bounds(target.bounds)
         target.check_inputs(x, y)
@@ -106,8 +106,9 @@ class Attack:
             delta = project(x_adv.detach() - xs, threat.norm, threat.epsilon)
             x_adv = clip_to_bounds(xs + delta, target.bounds).to(dtype)
             with torch.no_grad():
-                predictions = target.predict(x_adv)
-        success = predictions == ys if threat.targeted else predictions != ys
+                outputs = target.outputs(x_adv)
+        success = threat.goal.is_success(outputs, ys)
+        predictions = outputs if outputs.ndim == 1 else outputs.argmax(dim=1)
         return AttackResult(
             attack=entry.name,
             threat=threat,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -224,9 +225,37 @@ def build_catalog(
     return catalog
 
 
-@lru_cache(maxsize=1)
 def load_catalog() -> Catalog:
-    """The catalog shipped with bastion (loaded once)."""
+    """The catalog shipped with bastion, with each technique's ``attacks`` and each
+    mitigation's ``defences`` derived from the plugin registries (never kept by hand)."""
+    from bastion.core.plugins import load_plugins
+    from bastion.core.registry import ATTACKS, DEFENCES
+
+    load_plugins()
+    return _linked(ATTACKS.version, DEFENCES.version)
+
+
+@lru_cache(maxsize=4)
+def _linked(attacks_version: int, defences_version: int) -> Catalog:
+    from bastion.core.registry import ATTACKS, DEFENCES
+
+    base = _shipped()
+    techniques = {
+        tid: t.model_copy(update={"attacks": tuple(e.name for e in ATTACKS if tid in e.techniques)})
+        for tid, t in base.techniques.items()
+    }
+    mitigations = {
+        mid: m.model_copy(
+            update={"defences": tuple(e.name for e in DEFENCES if mid in e.mitigations)}
+        )
+        for mid, m in base.mitigations.items()
+    }
+    return dataclasses.replace(base, techniques=techniques, mitigations=mitigations)
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> Catalog:
+    """The catalog as its YAML files say, without links to plugins."""
     return build_catalog(
         tactics=_read("tactics.yaml")["tactics"],
         techniques=_read("techniques.yaml")["techniques"],

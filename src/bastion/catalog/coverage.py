@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.catalog._catalog import Catalog
 from bastion.catalog.frameworks import AtlasFramework
+from bastion.core.plugins import load_plugins
 from bastion.core.registry import ATTACKS, DEFENCES
 
 __all__ = ["CoverageReport", "coverage", "registered_attacks", "registered_defences"]
 
 
 def _fill_registries() -> None:
-    # Attacks and defences register themselves on import; defences may not exist yet.
-    for module in ("bastion.attacks", "bastion.defences"):
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
+    load_plugins()
 
 
 def registered_attacks() -> list[str]:

@@ -41,3 +41,12 @@ class Finding(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
     mitigations: tuple[str, ...] = ()
     attacks: tuple[str, ...] = ()
+    unreliable: str | None = Field(
+        default=None,
+        description="why the figure behind this finding cannot be trusted (the evaluation's own "
+        "checks fired); an unreliable finding fails any --fail-on gate",
+    )
+
+    def fails(self, threshold: Severity) -> bool:
+        """Whether this finding fails a gate at ``threshold``: severe enough, or unreliable."""
+        return self.severity.rank >= threshold.rank or self.unreliable is not None

@@ -1,40 +1,133 @@
-"""Registries of attacks and defences, with the metadata every consumer reads.
+"""Registries of plugins: attacks, defences, target loaders and report renderers.
 
-The CLI, the catalog, reports and the parametrized test over every attack all read these
-registries; nothing keeps a second list.
+A registry entry is the whole contract of a plugin: everything the rest of bastion needs to
+know about it lives there, and nothing keeps a second list. The scan picks attacks and their
+order from the entries; the CLI sets any parameter through the entry's typed config; the
+catalog derives which attacks execute a technique from the entries; the tests parametrize over
+the entries with each one's ``fast`` settings.
+
+Entries are filled when plugin modules are imported. :func:`bastion.core.plugins.load_plugins`
+is the one place that imports them (bastion's own and those of installed packages).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import inspect
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from bastion.core.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from bastion.core.errors import AccessError, ConfigError
 from bastion.core.threat import Access, Norm
 
-__all__ = ["ATTACKS", "DEFENCES", "Entry", "Registry", "register_attack", "register_defence"]
+__all__ = [
+    "ATTACKS",
+    "DEFENCES",
+    "DEFENCE_KINDS",
+    "Entry",
+    "Registry",
+    "config_model",
+    "parse_settings",
+    "register_attack",
+    "register_defence",
+]
 
 T = TypeVar("T")
+
+#: the kinds of defence, by where they act
+DEFENCE_KINDS = ("preprocessor", "postprocessor", "trainer", "detector", "sanitizer")
+
+
+def config_model(cls: type[Any]) -> type[BaseModel]:
+    """A pydantic model of ``cls``'s keyword arguments: their types and defaults.
+
+    Hyperparameters are declared once, as the constructor's typed keyword arguments (the
+    scikit-learn convention); this derives the validated config from them, so a string from
+    the command line (``"100"``) becomes the declared type (``100``) or a one-line error.
+    """
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that cannot be resolved: fall back to no types
+        hints = {}
+    fields: dict[str, Any] = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[name] = (hints.get(name, Any), default)
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        f"{cls.__name__}Config",
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered attack or defence and what it is for.
+    """One registered plugin and what it is for.
 
-    ``techniques`` are MITRE ATLAS technique ids the entry executes (attacks) or counters
-    (defences); the catalog describes each one.
+    Attributes:
+        name: the registry name (``pgd``), unique within its registry.
+        cls: the class (or factory) that makes an instance.
+        kind: ``attack`` or ``defence``.
+        family: what it attacks or defends against: ``evasion``, ``poisoning``,
+            ``extraction``, ``membership``, ``inversion``, ...
+        access: the access it needs of the target (attacks), or ``white-box`` for a
+            defence that needs the model itself.
+        norms: the perturbation norms it supports (empty: not a perturbation attack).
+        data_kinds: the kinds of data it works on (``image``, ``tabular``).
+        techniques: ATLAS technique ids it executes (attacks) or counters (defences).
+        mitigations: ATLAS (``AML.M....``) or AIDEFEND (``AID-...``) ids it implements.
+        cost: its rank in an ensemble: cheaper attacks run first.
+        defaults: the parameters a scan uses unless told otherwise.
+        fast: small settings for the parametrized tests over every entry.
+        defence_kind: for defences, one of :data:`DEFENCE_KINDS`.
+        source: the module that registered it (a third-party plugin shows its package).
     """
 
     name: str
     cls: type[Any]
     kind: str
     family: str
-    norms: tuple[Norm, ...]
     access: Access
-    data_kinds: tuple[str, ...]
-    techniques: tuple[str, ...]
-    summary: str
+    norms: tuple[Norm, ...] = ()
+    data_kinds: tuple[str, ...] = ("image", "tabular")
+    techniques: tuple[str, ...] = ()
+    mitigations: tuple[str, ...] = ()
+    cost: int = 50
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    fast: Mapping[str, Any] = field(default_factory=dict)
+    defence_kind: str | None = None
+    summary: str = ""
+    source: str = ""
+
+    @property
+    def config(self) -> type[BaseModel]:
+        """The typed, validated config of this entry's parameters."""
+        return config_model(self.cls)
+
+    def parameters(self) -> dict[str, Any]:
+        """Each parameter's default (``...`` for a required one)."""
+        return {
+            name: (f.default if not f.is_required() else ...)
+            for name, f in self.config.model_fields.items()
+        }
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` checked and converted to their declared types; ConfigError otherwise."""
+        try:
+            model = self.config.model_validate(dict(params))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '(all)'}: {err['msg']}"
+                for err in exc.errors()[:3]
+            )
+            raise ConfigError(f"bad parameters for {self.kind} {self.name!r}: {problems}") from None
+        given = set(params)
+        return {k: v for k, v in model.model_dump().items() if k in given}
 
     def supports(self, *, norm: Norm | None = None, access: Access | None = None) -> bool:
         """Whether this entry can run under ``norm`` against a target giving ``access``."""
@@ -42,8 +135,18 @@ class Entry:
             return False
         return access is None or access.allows(self.access)
 
+    def require(self, *, access: Access, norm: Norm | None, target: str = "the target") -> None:
+        """Raise a one-line error unless this entry runs with ``access`` under ``norm``."""
+        if not access.allows(self.access):
+            raise AccessError(
+                f"{self.name} needs {self.access.value} access; {target} gives {access.value}"
+            )
+        if norm is not None and self.norms and norm not in self.norms:
+            supported = ", ".join(n.value for n in self.norms)
+            raise ConfigError(f"{self.name} supports {supported}, not {norm.value}")
+
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "family": self.family,
@@ -51,8 +154,14 @@ class Entry:
             "access": self.access.value,
             "data_kinds": list(self.data_kinds),
             "techniques": list(self.techniques),
+            "mitigations": list(self.mitigations),
+            "cost": self.cost,
+            "defaults": dict(self.defaults),
             "summary": self.summary,
         }
+        if self.defence_kind is not None:
+            out["defence_kind"] = self.defence_kind
+        return out
 
 
 class Registry(Generic[T]):
@@ -61,32 +170,54 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        #: bumped on every change, so derived views (the catalog's links) know to refresh
+        self.version = 0
 
     def register(
         self,
         name: str,
         *,
         family: str,
-        access: Access,
-        techniques: tuple[str, ...],
+        access: Access = Access.LABELS,
+        techniques: tuple[str, ...] = (),
+        mitigations: tuple[str, ...] = (),
         norms: tuple[Norm, ...] = (),
         data_kinds: tuple[str, ...] = ("image", "tabular"),
+        cost: int = 50,
+        defaults: Mapping[str, Any] | None = None,
+        fast: Mapping[str, Any] | None = None,
+        defence_kind: str | None = None,
     ) -> Callable[[type[T]], type[T]]:
+        """A class decorator adding the class to this registry under ``name``."""
+        if self.kind == "defence" and defence_kind not in DEFENCE_KINDS:
+            raise ValueError(f"a defence needs defence_kind, one of {', '.join(DEFENCE_KINDS)}")
+
         def decorate(cls: type[T]) -> type[T]:
-            if name in self._entries and self._entries[name].cls is not cls:
+            if name in self._entries and self._entries[name].cls.__qualname__ != cls.__qualname__:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             doc = (cls.__doc__ or "").strip().splitlines()
-            self._entries[name] = Entry(
+            entry = Entry(
                 name=name,
                 cls=cls,
                 kind=self.kind,
                 family=family,
-                norms=tuple(norms),
                 access=access,
+                norms=tuple(norms),
                 data_kinds=tuple(data_kinds),
                 techniques=tuple(techniques),
+                mitigations=tuple(mitigations),
+                cost=cost,
+                defaults=dict(defaults or {}),
+                fast=dict(fast or {}),
+                defence_kind=defence_kind,
                 summary=doc[0] if doc else "",
+                source=cls.__module__,
             )
+            # the declared defaults and fast settings must be valid parameters
+            entry.validate(entry.defaults)
+            entry.validate(entry.fast)
+            self._entries[name] = entry
+            self.version += 1
             cls.registry_name = name  # type: ignore[attr-defined]
             return cls
 
@@ -94,7 +225,8 @@ class Registry(Generic[T]):
 
     def unregister(self, name: str) -> None:
         """Remove an entry (for plugins that are unloaded, and tests)."""
-        self._entries.pop(name, None)
+        if self._entries.pop(name, None) is not None:
+            self.version += 1
 
     def get(self, name: str) -> Entry:
         try:
@@ -104,15 +236,24 @@ class Registry(Generic[T]):
             raise ConfigError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def create(self, name: str, **params: Any) -> T:
-        """An instance of the entry called ``name`` with ``params``."""
+        """An instance of the entry called ``name`` with ``params``, validated by its config."""
         entry = self.get(name)
-        try:
-            return entry.cls(**params)  # type: ignore[no-any-return]
-        except TypeError as exc:
-            raise ConfigError(f"bad parameters for {self.kind} {name!r}: {exc}") from exc
+        return entry.cls(**entry.validate(params))  # type: ignore[no-any-return]
 
-    def select(self, *, norm: Norm | None = None, access: Access | None = None) -> list[Entry]:
-        return [e for e in self._entries.values() if e.supports(norm=norm, access=access)]
+    def select(
+        self,
+        *,
+        norm: Norm | None = None,
+        access: Access | None = None,
+        family: str | None = None,
+    ) -> list[Entry]:
+        """Entries that run under ``norm`` with ``access`` (and of ``family``), cheapest first."""
+        chosen = [
+            e
+            for e in self._entries.values()
+            if e.supports(norm=norm, access=access) and (family is None or e.family == family)
+        ]
+        return sorted(chosen, key=lambda e: (e.cost, e.name))
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
@@ -132,3 +273,25 @@ DEFENCES: Registry[Any] = Registry("defence")
 
 register_attack = ATTACKS.register
 register_defence = DEFENCES.register
+
+
+def parse_settings(items: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``["pgd.steps=100", "square.max_queries=5000"]`` -> ``{"pgd": {"steps": "100"}, ...}``.
+
+    Values stay strings (or YAML scalars: ``true``, ``null``, ``[1, 2]``); each plugin's
+    config converts them to its declared types when it is created.
+    """
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        name, dot, param = key.strip().partition(".")
+        if not sep or not dot or not name or not param:
+            raise ConfigError(f"a setting looks like 'plugin.parameter=value', got {item!r}")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        out.setdefault(name, {})[param] = value if isinstance(parsed, dict) else parsed
+    return out

@@ -7,9 +7,22 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bastion.core.criteria import (
+    Criterion,
+    CriterionSpec,
+    Misclassification,
+    TargetedMisclassification,
+)
 from bastion.core.errors import ConfigError
 
-__all__ = ["Access", "Norm", "OutputKind", "Threat"]
+__all__ = ["RELATIVE_EPSILONS", "Access", "Norm", "OutputKind", "Threat", "default_epsilons"]
+
+#: the default sweep, as shares of what the norm can reach (see :func:`default_epsilons`)
+RELATIVE_EPSILONS: dict[str, tuple[float, ...]] = {
+    "linf": (0.05, 0.1, 0.2, 0.3),
+    "l2": (0.05, 0.1, 0.2, 0.3),
+    "l0": (1, 2, 4, 8),
+}
 
 
 class Norm(str, Enum):
@@ -68,8 +81,16 @@ class Threat(BaseModel):
     norm: Norm = Norm.LINF
     epsilons: tuple[float, ...] = Field(default=(0.3,), min_length=1)
     targeted: bool = False
-    knowledge: Access = Access.WHITE_BOX
-    query_budget: int | None = Field(default=None, description="queries allowed per input")
+    criterion: CriterionSpec | None = Field(
+        default=None, description="what counts as fooled; None: (targeted) misclassification"
+    )
+    knowledge: Access = Field(
+        default=Access.WHITE_BOX,
+        description="the most access the adversary has: attacks needing more do not run",
+    )
+    queries_per_input: int | None = Field(
+        default=None, description="queries a black-box attack may spend on each input"
+    )
 
     @field_validator("norm", mode="before")
     @classmethod
@@ -94,9 +115,20 @@ class Threat(BaseModel):
                 )
         if len(set(self.epsilons)) != len(self.epsilons):
             raise ConfigError(f"epsilons repeat: {self.epsilons}")
-        if self.query_budget is not None and self.query_budget < 1:
-            raise ConfigError(f"query budget must be at least 1, got {self.query_budget}")
+        if self.queries_per_input is not None and self.queries_per_input < 1:
+            raise ConfigError(f"queries per input must be at least 1, got {self.queries_per_input}")
+        if self.criterion is not None and self.targeted != (self.criterion.kind == "targeted"):
+            raise ConfigError(
+                f"targeted={self.targeted} contradicts the {self.criterion.kind} criterion"
+            )
         return self
+
+    @property
+    def goal(self) -> Criterion:
+        """The success criterion: the one given, or (targeted) misclassification."""
+        if self.criterion is not None:
+            return self.criterion
+        return TargetedMisclassification() if self.targeted else Misclassification()
 
     @property
     def epsilon(self) -> float:
@@ -121,3 +153,17 @@ class Threat(BaseModel):
                         f"Linf epsilon {eps} is not below the input range {span:g} "
                         f"(bounds {bounds[0]:g}..{bounds[1]:g}): every input could become any input"
                     )
+
+
+def default_epsilons(norm: Norm | str, bounds: tuple[float, float], dims: int) -> tuple[float, ...]:
+    """The default sweep, meaning the same on any data: 5%, 10%, 20% and 30% of the input range
+    per feature (Linf), of the range times the root of the dimension (L2), or 1, 2, 4 and 8
+    changed features (L0). The one definition every command and the threat model use."""
+    n = Norm.parse(norm)
+    span = bounds[1] - bounds[0]
+    rel = RELATIVE_EPSILONS[n.value]
+    if n is Norm.LINF:
+        return tuple(round(r * span, 6) for r in rel)
+    if n is Norm.L2:
+        return tuple(round(r * span * max(dims, 1) ** 0.5, 4) for r in rel)
+    return tuple(sorted({float(min(int(r), max(dims, 1))) for r in rel}))

@@ -1,6 +1,25 @@
-"""Reports made from scan results: JSON (versioned, with a schema) and self-contained HTML."""
+"""Reports made from assessments: formats are plugins over one general shape.
 
-from bastion.report.html import render_html, write_html
-from bastion.report.json import SCHEMA_VERSION, load_schema, to_dict, write_json
+``json`` (versioned, with a JSON Schema), ``html`` (self-contained, with plots), ``sarif``
+(SARIF 2.1.0 for code-scanning dashboards) and ``md`` (Markdown for a pull-request comment).
+"""
 
-__all__ = ["SCHEMA_VERSION", "load_schema", "render_html", "to_dict", "write_html", "write_json"]
+from bastion.report.base import (
+    RENDERERS,
+    SECTIONS,
+    Section,
+    parse_formats,
+    register_renderer,
+    register_section,
+    write_report,
+)
+
+__all__ = [
+    "RENDERERS",
+    "SECTIONS",
+    "Section",
+    "parse_formats",
+    "register_renderer",
+    "register_section",
+    "write_report",
+]

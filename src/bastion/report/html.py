@@ -1,21 +1,28 @@
-"""``report.html``: a self-contained page people want to read (plots inline, no network)."""
+"""``report.html``: a self-contained page people want to read (plots inline, no network).
+
+The page renders any :class:`~bastion.core.assessment.Report`: a summary, every finding with
+its ATLAS techniques and mitigations, and a section per assessment, whose curves and images
+are drawn here and whose tables are laid out as HTML.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
-from bastion.assess.scan import ScanResult
-from bastion.catalog import get_mitigation, get_technique
-from bastion.report.json import atomic_write, to_dict
+from bastion.core.assessment import Artifact, Report
+from bastion.report.base import register_renderer, section_for
+from bastion.report.json import catalog_name
+from bastion.report.markdown import format_metric
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["HtmlRenderer", "render_html"]
 
+_PALETTE = ("#222222", "#c0392b", "#2874a6", "#7d3c98", "#1e8449", "#d68910")
 _COLOURS = {"white-box": "#c0392b", "score-based": "#2874a6", "label-only": "#7d3c98"}
 
 
@@ -28,122 +35,129 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _robustness_plot(report: dict[str, Any]) -> str:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sweep = report["sweep"]
-    eps = [0.0] + [p["epsilon"] for p in sweep]
-    clean = report["clean_accuracy"]
+    return plt
+
+
+def _curve(art: Artifact) -> str:
+    plt = _pyplot()
+    d = art.data
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    overall = [clean["value"]] + [p["robust_accuracy"] for p in sweep]
-    lo = [clean["ci95"][0]] + [p["ci95"][0] for p in sweep]
-    hi = [clean["ci95"][1]] + [p["ci95"][1] for p in sweep]
-    ax.fill_between(eps, lo, hi, color="#444444", alpha=0.15, linewidth=0, label="95% interval")
-    ax.plot(eps, overall, "o-", color="#222222", linewidth=2.2, label="worst case, all attacks")
-    groups = sorted({g for p in sweep for g in p["by_access"]})
-    if len(groups) > 1:
-        for g in groups:
-            acc = [clean["value"]] + [p["by_access"][g] for p in sweep]
-            ax.plot(
-                eps,
-                acc,
-                "s--",
-                color=_COLOURS.get(g, "#888888"),
-                linewidth=1.2,
-                markersize=4,
-                label=f"{g} attacks",
-            )
-    ax.set_xlabel(f"epsilon ({report['threat']['norm']})")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
+    for i, s in enumerate(d["series"]):
+        colour = s.get("colour") or _COLOURS.get(s["label"].split(" ")[0], _PALETTE[i % 6])
+        main = i == 0
+        if s.get("lo") is not None and s.get("hi") is not None:
+            ax.fill_between(s["x"], s["lo"], s["hi"], color=colour, alpha=0.13, linewidth=0)
+        ax.plot(
+            s["x"],
+            s["y"],
+            "o-" if main else "s--",
+            color=colour,
+            linewidth=2.2 if main else 1.2,
+            markersize=5 if main else 4,
+            label=s["label"],
+        )
+    if d.get("log_x"):
+        ax.set_xscale("log")
+    if d.get("log_y"):
+        ax.set_yscale("log")
+    if d.get("y_range"):
+        ax.set_ylim(*d["y_range"])
+    ax.set_xlabel(d.get("x_label", ""))
+    ax.set_ylabel(d.get("y_label", ""))
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
-    ax.set_title("Accuracy under attack")
+    ax.set_title(art.title)
     return _png(fig)
 
 
-def _examples_plot(result: ScanResult, eps: float) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    chosen = [e for e in result.examples if e.epsilon == eps]
-    if not chosen or chosen[0].clean.ndim < 2:
+def _images(art: Artifact) -> str | None:
+    rows = art.data.get("rows", [])
+    if not rows or not rows[0]["images"]:
         return None
-    names = result.class_names
-    lo, hi = result.target["bounds"]
-
-    def show(ax: Any, arr: np.ndarray, title: str, colour: str) -> None:
-        img = (arr - lo) / (hi - lo)
-        img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
-        ax.imshow(
-            np.clip(img, 0, 1),
-            cmap="gray" if img.ndim == 2 else None,
-            vmin=0,
-            vmax=1,
-            interpolation="nearest",
-        )
-        ax.set_title(title, fontsize=8, color=colour)
-        ax.axis("off")
-
-    def label(i: int) -> str:
-        return names[i] if i < len(names) else str(i)
-
-    fig, axes = plt.subplots(2, len(chosen), figsize=(1.3 * len(chosen), 3.0), squeeze=False)
-    for col, ex in enumerate(chosen):
-        ok = ex.clean_prediction == ex.label
-        show(
-            axes[0][col],
-            ex.clean,
-            f"clean: {label(ex.clean_prediction)}",
-            "#1e8449" if ok else "#c0392b",
-        )
-        fooled = ex.adversarial_prediction != ex.label
-        show(
-            axes[1][col],
-            ex.adversarial,
-            f"attacked: {label(ex.adversarial_prediction)}",
-            "#c0392b" if fooled else "#1e8449",
-        )
-    fig.suptitle(
-        f"Clean inputs (top) and their adversarial versions at eps={eps:g} (bottom)", fontsize=9
-    )
+    plt = _pyplot()
+    cols = max(len(r["images"]) for r in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols, 1.5 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c >= len(row["images"]):
+                continue
+            img = np.asarray(row["images"][c], dtype=float)
+            img = img[0] if img.ndim == 3 and img.shape[0] == 1 else img
+            if img.ndim == 3:
+                img = np.transpose(img, (1, 2, 0))
+            ax.imshow(
+                np.clip(img, 0, 1),
+                cmap="gray" if img.ndim == 2 else None,
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+            )
+            captions, good = row.get("captions", []), row.get("good", [])
+            if c < len(captions):
+                ok = good[c] if c < len(good) else True
+                ax.set_title(captions[c], fontsize=8, color="#1e8449" if ok else "#c0392b")
+    fig.suptitle(art.title, fontsize=9)
     return _png(fig)
 
 
-def render_html(
-    result: ScanResult, report: dict[str, Any] | None = None, command: str | None = None
-) -> str:
-    """The HTML report for ``result`` (``report`` is its JSON form, if already made)."""
-    report = report or to_dict(result)
+def _visual(art: Artifact) -> Markup | None:
+    png = _curve(art) if art.kind == "curve" else _images(art) if art.kind == "images" else None
+    if png is None:
+        return None
+    return Markup('<img alt="{}" src="data:image/png;base64,{}">').format(art.title, png)
+
+
+def render_html(report: Report) -> str:
+    """The HTML page for ``report``."""
     env = Environment(
         loader=PackageLoader("bastion.report", "templates"),
         autoescape=select_autoescape(["html", "j2"]),
     )
-    eps_values = [p["epsilon"] for p in report["sweep"]]
-    # show examples where the attacks bite but not everything is gone: the middle of the sweep
-    show_eps = eps_values[len(eps_values) // 2]
-    techniques = {t: get_technique(t).name for f in result.findings for t in f.techniques}
-    mitigations = {m: get_mitigation(m) for f in result.findings for m in f.mitigations}
+    findings = report.findings
+    techniques = {t: catalog_name("technique", t) or "" for f in findings for t in f.techniques}
+    mitigations = {}
+    for f in findings:
+        for m in f.mitigations:
+            if m not in mitigations:
+                from bastion.catalog import get_mitigation
+
+                try:
+                    item = get_mitigation(m)
+                    mitigations[m] = {"name": item.name, "description": item.description}
+                except Exception:  # an id the catalog lacks (a third-party plugin's)
+                    mitigations[m] = {"name": "", "description": ""}
+    sections = [
+        {
+            "a": a,
+            "intro": Markup(section_for(a.family).intro_html(a)),
+            "visuals": [v for v in (_visual(x) for x in a.artifacts) if v is not None],
+            "tables": [x for x in a.artifacts if x.kind == "table"],
+            "headline": [
+                (m.label or m.name, format_metric(m)) for m in a.metrics if "access" not in m.at
+            ][:8],
+        }
+        for a in report.assessments
+    ]
     return env.get_template("report.html.j2").render(
-        r=report,
-        robustness_png=_robustness_plot(report),
-        examples_png=_examples_plot(result, show_eps),
-        examples_eps=show_eps,
-        tabular_examples=[
-            e for e in report["examples"] if e["epsilon"] == show_eps and e.get("largest_changes")
-        ],
+        report=report,
+        findings=findings,
+        sections=sections,
         technique_names=techniques,
         mitigations=mitigations,
-        command=command,
     )
 
 
-def write_html(
-    result: ScanResult, path: Path, report: dict[str, Any] | None = None, command: str | None = None
-) -> None:
-    atomic_write(path, render_html(result, report, command))
+@register_renderer("html", extension="html", media_type="text/html")
+class HtmlRenderer:
+    """A self-contained page with plots, findings and mitigations (report.html)."""
+
+    def render(self, report: Report) -> str:
+        return render_html(report)

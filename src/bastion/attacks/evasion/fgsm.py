@@ -15,6 +15,7 @@ __all__ = ["FGSM"]
     access=Access.WHITE_BOX,
     norms=(Norm.LINF, Norm.L2),
     techniques=("AML.T0043.000", "AML.T0015"),
+    cost=10,
 )
 class FGSM(GradientAttack):
     """One gradient step of full size epsilon: the cheapest white-box evasion attack.

@@ -71,14 +71,13 @@ class GradientAttack(Attack):
         unit: torch.Tensor = grad / size.view((-1,) + (1,) * (grad.ndim - 1))
         return unit
 
-    def objective(self, scores: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
-        """Per-sample value the attack increases."""
+    def objective(self, scores: torch.Tensor, y: torch.Tensor, threat: Threat) -> torch.Tensor:
+        """Per-sample value the attack increases: cross-entropy away from the true label (or
+        towards the target label), or the negative margin of the threat's success criterion."""
         if self.loss == "ce":
             value = F.cross_entropy(scores, y, reduction="none")
-            return -value if targeted else value
-        true = scores.gather(1, y[:, None]).squeeze(1)
-        others = scores.scatter(1, y[:, None], float("-inf")).amax(dim=1)
-        return true - others if targeted else others - true
+            return -value if threat.targeted else value
+        return -threat.goal.margin(scores, y)
 
     # ------------------------------------------------------------------ the loop
     def _attack(
@@ -98,7 +97,7 @@ class GradientAttack(Attack):
             rel = self.rel_stepsize if self.rel_stepsize is not None else 2.5 / self.steps
             step = rel * eps
         lo, hi = target.bounds
-        norm, targeted = threat.norm, threat.targeted
+        norm = threat.norm
         best = x
         fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         best_value = torch.full((len(x),), float("-inf"), device=x.device)
@@ -113,7 +112,7 @@ class GradientAttack(Attack):
             delta = (xs + delta).clamp(lo, hi) - xs
             for i in range(self.steps):
                 x_adv = (xs + delta).requires_grad_(True)
-                value = self.objective(target(x_adv), ys, targeted)
+                value = self.objective(target(x_adv), ys, threat)
                 (grad,) = torch.autograd.grad(value.sum(), x_adv)
                 if i == 0 and restart == 0:
                     zero_grads = int((~grad.flatten(1).any(dim=1)).sum())
@@ -128,8 +127,8 @@ class GradientAttack(Attack):
                 best = x.clone()
             with torch.no_grad():
                 scores = target(x_adv)
-                value = self.objective(scores, ys, targeted)
-                hit = scores.argmax(dim=1) == ys if targeted else scores.argmax(dim=1) != ys
+                value = self.objective(scores, ys, threat)
+                hit = threat.goal.is_success(scores, ys)
             better = hit | (value > best_value[todo])
             best[todo[better]] = x_adv[better]
             best_value[todo[better]] = value[better]

@@ -15,6 +15,9 @@ __all__ = ["PGD"]
     access=Access.WHITE_BOX,
     norms=(Norm.LINF, Norm.L2),
     techniques=("AML.T0043.000", "AML.T0015"),
+    cost=20,
+    defaults={"steps": 40},
+    fast={"steps": 10},
 )
 class PGD(GradientAttack):
     """Many small gradient steps from a random start, projected back into the epsilon ball.

@@ -7,6 +7,7 @@ import math
 import torch
 
 from bastion.attacks.base import Attack, RunLog
+from bastion.core.criteria import Criterion
 from bastion.core.errors import ConfigError
 from bastion.core.registry import register_attack
 from bastion.core.targets.base import Target
@@ -34,6 +35,9 @@ def _as_image(x: torch.Tensor) -> torch.Tensor:
     access=Access.SCORES,
     norms=(Norm.LINF,),
     techniques=("AML.T0043.001", "AML.T0015"),
+    cost=80,
+    defaults={"max_queries": 1000},
+    fast={"max_queries": 150},
 )
 class SquareAttack(Attack):
     """Random search over squares at the corners of the Linf ball, using scores only.
@@ -50,7 +54,7 @@ class SquareAttack(Attack):
 
     Args:
         max_queries: the most queries per input, the initial one included (1000). A threat's
-            ``query_budget`` lowers it.
+            ``queries_per_input`` lowers it.
         p_init: the fraction of features the first windows cover (0.1).
 
     Returns: an :class:`~bastion.core.results.AttackResult` with ``queries_per_sample``.
@@ -76,14 +80,12 @@ class SquareAttack(Attack):
 
     @staticmethod
     def _margin(
-        target: Target, scores: torch.Tensor, y: torch.Tensor, targeted: bool
+        target: Target, scores: torch.Tensor, y: torch.Tensor, goal: Criterion
     ) -> torch.Tensor:
         if target.output_kind is OutputKind.PROBABILITIES:
             # on a softmax output, log-probability margins equal logit margins
             scores = scores.clamp_min(1e-30).log()
-        true = scores.gather(1, y[:, None]).squeeze(1)
-        others = scores.scatter(1, y[:, None], float("-inf")).amax(dim=1)
-        return others - true if targeted else true - others
+        return goal.margin(scores, y)
 
     def _attack(
         self,
@@ -96,8 +98,8 @@ class SquareAttack(Attack):
     ) -> torch.Tensor:
         eps = threat.epsilon
         budget = self.max_queries
-        if threat.query_budget is not None:
-            budget = min(budget, threat.query_budget)
+        if threat.queries_per_input is not None:
+            budget = min(budget, threat.queries_per_input)
         lo, hi = target.bounds
         n = len(x)
         img = _as_image(x)
@@ -110,7 +112,7 @@ class SquareAttack(Attack):
         # start at vertical stripes: one random corner of the ball per column and channel
         best = (img + eps * signs(n, c, 1, w)).clamp(lo, hi)
         with torch.no_grad():
-            margin = self._margin(target, target(best.view_as(x)), y, threat.targeted)
+            margin = self._margin(target, target(best.view_as(x)), y, threat.goal)
         spent = torch.ones(n, dtype=torch.long)
         rows = torch.arange(h, device=img.device).view(1, 1, h, 1)
         cols = torch.arange(w, device=img.device).view(1, 1, 1, w)
@@ -143,7 +145,7 @@ class SquareAttack(Attack):
                 cand = torch.where(same.view(-1, 1, 1, 1), flipped, cand)
             with torch.no_grad():
                 new = self._margin(
-                    target, target(cand.view((k, *x.shape[1:]))), y[todo], threat.targeted
+                    target, target(cand.view((k, *x.shape[1:]))), y[todo], threat.goal
                 )
             spent[todo.cpu()] += 1
             better = new < margin[todo]

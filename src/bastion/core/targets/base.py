@@ -113,6 +113,19 @@ class Target(ABC):
             return torch.empty(0, dtype=torch.long, device=x.device)
         return (out[0] if len(out) == 1 else torch.cat(out)).long()
 
+    def outputs(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """The target's answers in batches: (N, C) scores, or (N,) labels for a label-only
+        target; counts one query per input. What success criteria judge."""
+        out = []
+        with torch.no_grad():
+            for start in range(0, int(x.shape[0]), batch_size):
+                out.append(self(x[start : start + batch_size]))
+        if not out:
+            if self.output_kind is OutputKind.LABELS:
+                return torch.empty(0, dtype=torch.long, device=x.device)
+            return torch.empty((0, self.num_classes), device=x.device)
+        return out[0] if len(out) == 1 else torch.cat(out)
+
     def gradient(self, x: torch.Tensor, loss: Any) -> torch.Tensor:
         """Gradient of ``loss(output)`` with respect to ``x``; white-box targets only."""
         raise AccessError(f"{self.name} is a {self.access.value} target: it gives no gradients")

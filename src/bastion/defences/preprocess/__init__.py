@@ -1,0 +1,1 @@
+"""Preprocessing defences: transforms applied to inputs inside a target."""

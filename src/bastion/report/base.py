@@ -1,0 +1,146 @@
+"""The renderer and section registries: report formats and per-family sections as plugins.
+
+A renderer turns a :class:`~bastion.core.assessment.Report` into one file (``report.json``,
+``report.html``, ``report.sarif``, ``report.md``). A section renders one family's assessment
+inside the HTML and Markdown reports; a family with no section of its own gets the generic one
+(its metrics, tables, curves, images, warnings and findings), so a new family needs nothing
+here to be reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bastion.core.assessment import Assessment, Report
+from bastion.core.errors import ConfigError
+from bastion.core.files import atomic_write
+
+__all__ = [
+    "RENDERERS",
+    "SECTIONS",
+    "Renderer",
+    "RendererRegistry",
+    "Section",
+    "register_renderer",
+    "register_section",
+    "write_report",
+]
+
+
+class Renderer(Protocol):
+    """What a report format implements."""
+
+    def render(self, report: Report) -> str: ...
+
+
+@dataclass(frozen=True)
+class RendererEntry:
+    name: str
+    extension: str
+    media_type: str
+    summary: str
+    factory: Callable[[], Renderer]
+
+
+class RendererRegistry:
+    """Report formats by name."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, RendererEntry] = {}
+
+    def register(
+        self, name: str, *, extension: str, media_type: str
+    ) -> Callable[[type[Any]], type[Any]]:
+        def decorate(cls: type[Any]) -> type[Any]:
+            doc = (cls.__doc__ or "").strip().splitlines()
+            self._entries[name] = RendererEntry(
+                name, extension, media_type, doc[0] if doc else "", cls
+            )
+            return cls
+
+        return decorate
+
+    def get(self, name: str) -> RendererEntry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown report format {name!r}; known: {', '.join(self.names())}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __iter__(self) -> Iterator[RendererEntry]:
+        return iter(self._entries[n] for n in self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+
+RENDERERS = RendererRegistry()
+register_renderer = RENDERERS.register
+
+
+class Section:
+    """How a family's assessment appears in HTML and Markdown. The base is generic; a family
+    overrides :meth:`intro_html` / :meth:`intro_markdown` to say more before the generic parts."""
+
+    def intro_html(self, assessment: Assessment) -> str:
+        return ""
+
+    def intro_markdown(self, assessment: Assessment) -> str:
+        return ""
+
+
+SECTIONS: dict[str, Section] = {}
+
+
+def register_section(family: str) -> Callable[[type[Section]], type[Section]]:
+    """Register the section class that renders assessments of ``family``."""
+
+    def decorate(cls: type[Section]) -> type[Section]:
+        SECTIONS[family] = cls()
+        return cls
+
+    return decorate
+
+
+def section_for(family: str) -> Section:
+    return SECTIONS.get(family) or Section()
+
+
+def parse_formats(text: str) -> list[str]:
+    """``"html,json"`` -> ``["html", "json"]``, each a registered format; ConfigError otherwise."""
+    from bastion.core.plugins import load_plugins
+
+    load_plugins()
+    names = [f.strip().lower() for f in text.split(",") if f.strip()]
+    if not names:
+        raise ConfigError(f"--format is empty; choose from {', '.join(RENDERERS.names())}")
+    unknown = [n for n in names if n not in RENDERERS]
+    if unknown:
+        raise ConfigError(
+            f"unknown report format {', '.join(unknown)}; choose from {', '.join(RENDERERS.names())}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def write_report(report: Report, folder: Path, formats: list[str]) -> list[Path]:
+    """Render ``report`` in each of ``formats`` into ``folder`` (atomically); the paths written.
+
+    JSON is rendered first so a crash in a richer format still leaves the data behind.
+    """
+    from bastion.core.plugins import load_plugins
+
+    load_plugins()
+    order = sorted(formats, key=lambda f: f != "json")
+    written = []
+    for name in order:
+        entry = RENDERERS.get(name)
+        text = entry.factory().render(report)
+        written.append(atomic_write(folder / f"report.{entry.extension}", text))
+    return [p for f in formats for p in written if p.suffix == "." + RENDERERS.get(f).extension]

@@ -10,18 +10,15 @@ import torch
 import bastion
 from bastion.attacks._ops import distances
 from bastion.core.errors import AccessError, ConfigError, QueryBudgetExceeded
+from bastion.core.plugins import load_plugins
 from bastion.core.registry import ATTACKS, Entry
 from bastion.core.targets import SklearnTarget, TorchTarget
 from bastion.core.threat import Access, Norm
 
 from helpers import accuracy
 
-# small, fast settings per attack; every registered attack must have an entry
-FAST: dict[str, dict[str, Any]] = {
-    "fgsm": {},
-    "pgd": {"steps": 10},
-    "square": {"max_queries": 150},
-}
+# every registered attack, bastion's own and any plugin's, each with its entry's fast settings
+load_plugins()
 CASES = [(e, n) for e in ATTACKS for n in e.norms]
 EPS = {Norm.LINF: 0.2, Norm.L2: 1.5, Norm.L0: 6}
 
@@ -30,12 +27,16 @@ def _id(case: tuple[Entry, Norm]) -> str:
     return f"{case[0].name}-{case[1].value}"
 
 
-def test_every_attack_has_fast_settings() -> None:
-    assert set(ATTACKS.names()) == set(FAST)
+def test_fast_settings_are_cheaper_than_the_scan_defaults() -> None:
+    for entry in ATTACKS:
+        for key, value in entry.fast.items():
+            default = entry.defaults.get(key, entry.parameters()[key])
+            if isinstance(value, (int, float)) and isinstance(default, (int, float)):
+                assert value <= default, (entry.name, key)
 
 
 def _make(entry: Entry) -> bastion.Attack:
-    return ATTACKS.create(entry.name, **FAST[entry.name])  # type: ignore[no-any-return]
+    return ATTACKS.create(entry.name, **entry.fast)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(params=CASES, ids=[_id(c) for c in CASES])
@@ -163,6 +164,6 @@ def test_parameters_are_stored_unchanged() -> None:
     for entry in ATTACKS:
         attack = _make(entry)
         params = attack.get_params()
-        for key, value in FAST[entry.name].items():
+        for key, value in entry.fast.items():
             assert params[key] == value
         assert type(attack).__name__ in repr(attack)

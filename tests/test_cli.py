@@ -32,9 +32,12 @@ def test_scan_demo_writes_reports(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "Robust accuracy" in out and "report.html" in out
     data = _valid(tmp_path / "report.json")
     assert data["target"]["access"] == "white-box"
-    assert data["scan"]["attacks"] == ["fgsm", "pgd", "square"]
-    assert [p["epsilon"] for p in data["sweep"]] == [0.1, 0.3]
-    assert data["sweep"][1]["robust_accuracy"] < data["clean_accuracy"]["value"]
+    assert data["assessments"][0]["setting"]["attacks"] == ["fgsm", "pgd", "square"]
+    assert [p["epsilon"] for p in data["assessments"][0]["details"]["sweep"]] == [0.1, 0.3]
+    assert (
+        data["assessments"][0]["details"]["sweep"][1]["robust_accuracy"]
+        < data["assessments"][0]["details"]["clean_accuracy"]["value"]
+    )
     ids = {t for f in data["findings"] for t in f["techniques"]}
     assert {"AML.T0043.000", "AML.T0015"} <= ids
     html = (tmp_path / "report.html").read_text()
@@ -58,8 +61,8 @@ def test_scan_l2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     )
     assert code == 0, err
     data = _valid(tmp_path / "report.json")
-    assert data["scan"]["attacks"] == ["fgsm", "pgd"]  # square is Linf only
-    assert data["threat"]["norm"] == "l2"
+    assert data["assessments"][0]["setting"]["attacks"] == ["fgsm", "pgd"]  # square is Linf only
+    assert data["assessments"][0]["setting"]["threat"]["norm"] == "l2"
 
 
 @pytest.fixture
@@ -89,7 +92,7 @@ def test_scan_sklearn_skops(
     assert code == 0, err
     data = _valid(out_dir / "report.json")
     assert data["target"]["access"] == "score-based"
-    assert data["scan"]["attacks"] == ["square"]
+    assert data["assessments"][0]["setting"]["attacks"] == ["square"]
     assert data["findings"][0]["techniques"][0] == "AML.T0043.001"
 
 
@@ -110,7 +113,7 @@ def test_scan_http(capsys: pytest.CaptureFixture[str], tmp_path: Path, predict_s
     assert code == 0, err
     report = (tmp_path / "report.json").read_text() + (tmp_path / "report.html").read_text()
     assert "s3cret" not in report
-    assert _valid(tmp_path / "report.json")["scan"]["attacks"] == ["square"]
+    assert _valid(tmp_path / "report.json")["assessments"][0]["setting"]["attacks"] == ["square"]
 
 
 def test_scan_torchscript_and_state_dict(
@@ -119,17 +122,12 @@ def test_scan_torchscript_and_state_dict(
     model = demo[0].model
     scripted = tmp_path / "cnn.pt"
     torch.jit.trace(model, torch.rand(1, 1, 8, 8)).save(str(scripted))
-    code, _, err = run(
-        capsys,
-        "scan",
-        "--target",
-        str(scripted),
-        "--data",
-        "digits",
-        "--out",
-        str(tmp_path / "a"),
-        *FAST,
-    )
+    args = ["scan", "--target", str(scripted), "--data", "digits", "--out", str(tmp_path / "a")]
+    # a TorchScript archive can carry code: like a pickle, it loads only when trusted
+    code, _, err = run(capsys, *args, *FAST)
+    assert code == 2 and "--trust" in err and "--arch" in err
+    assert not (tmp_path / "a" / "report.json").exists()
+    code, _, err = run(capsys, *args, "--trust", *FAST)
     assert code == 0, err
     weights = tmp_path / "weights.pt"
     torch.save(model.state_dict(), weights)
@@ -149,7 +147,8 @@ def test_scan_torchscript_and_state_dict(
     assert code == 0, err
     a = _valid(tmp_path / "a" / "report.json")
     b = _valid(tmp_path / "b" / "report.json")
-    assert a["clean_accuracy"] == b["clean_accuracy"]
+    details = [r["assessments"][0]["details"] for r in (a, b)]
+    assert details[0]["clean_accuracy"] == details[1]["clean_accuracy"]
     code, _, err = run(capsys, "scan", "--target", str(weights), "--data", "digits")
     assert code != 0 and "--arch" in err
 
@@ -198,7 +197,7 @@ def bad_inputs(tmp_path: Path, demo: Any) -> dict[str, list[str]]:
     return {
         "missing file": ["--target", str(tmp_path / "nope.onnx"), "--data", "digits"],
         "missing data": ["--target", str(scripted), "--data", str(tmp_path / "nope.npz")],
-        "shape the model rejects": ["--target", str(scripted), "--data", wrong_shape],
+        "shape the model rejects": ["--target", str(scripted), "--trust", "--data", wrong_shape],
         "shape the target expects": ["--data", wrong_shape],
         "outside bounds": ["--data", big],
         "labels out of range": ["--data", labels],
@@ -212,8 +211,27 @@ def bad_inputs(tmp_path: Path, demo: Any) -> dict[str, list[str]]:
         "white-box attack on a black box": ["--target", "digits-logreg", "--attacks", "pgd"],
         "no data for a user model": ["--target", str(scripted)],
         "unknown model format": ["--target", str(Path(__file__)), "--data", "digits"],
-        "bad output kind": ["--target", str(scripted), "--data", "digits", "--output-kind", "x"],
+        "bad output kind": [
+            "--target",
+            str(scripted),
+            "--trust",
+            "--data",
+            "digits",
+            "--output-kind",
+            "x",
+        ],
         "zero samples": ["--samples", "0"],
+        "torchscript without trust": ["--target", str(scripted), "--data", "digits"],
+        "a folder as the target": ["--target", str(tmp_path), "--data", "digits"],
+        "inverted bounds": ["--bounds", "1,0"],
+        "bounds with a built-in set": ["--data", "digits", "--bounds", "0,2"],
+        "no attack runs this norm": ["--norm", "l0"],
+        "out is a file": ["--out", str(Path(__file__))],
+        "unknown setting": ["--set", "pgd.stepz=3"],
+        "setting of the wrong type": ["--set", "pgd.steps=many"],
+        "unknown defence": ["--defence", "tinfoil"],
+        "bad defence parameter": ["--defence", "squeeze:bits=99"],
+        "resume with nothing to resume": ["--resume"],
     }
 
 
@@ -236,6 +254,17 @@ CASES = [
     "unknown model format",
     "bad output kind",
     "zero samples",
+    "torchscript without trust",
+    "a folder as the target",
+    "inverted bounds",
+    "bounds with a built-in set",
+    "no attack runs this norm",
+    "out is a file",
+    "unknown setting",
+    "setting of the wrong type",
+    "unknown defence",
+    "bad defence parameter",
+    "resume with nothing to resume",
 ]
 
 

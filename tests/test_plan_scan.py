@@ -35,11 +35,16 @@ def test_plan_sets_the_scan(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     code, _out, err = run(capsys, "scan", "--plan", str(plan), "--out", str(tmp_path / "r"))
     assert code == 0, err
     report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert report["scan"]["attacks"] == ["pgd", "square"]
-    assert report["scan"]["samples"] == 20
-    assert report["threat"]["epsilons"] == [0.1, 0.3]
-    assert report["threat"]["query_budget"] == 50
-    square = [a for p in report["sweep"] for a in p["attacks"] if a["attack"] == "square"]
+    assert report["assessments"][0]["setting"]["attacks"] == ["pgd", "square"]
+    assert report["assessments"][0]["setting"]["samples"] == 20
+    assert report["assessments"][0]["setting"]["threat"]["epsilons"] == [0.1, 0.3]
+    assert report["assessments"][0]["setting"]["threat"]["queries_per_input"] == 50
+    square = [
+        a
+        for p in report["assessments"][0]["details"]["sweep"]
+        for a in p["attacks"]
+        if a["attack"] == "square"
+    ]
     for a in square:
         # at most 50 queries per input, plus the final check of each
         assert a["queries"] <= a["attacked"] * 51
@@ -105,6 +110,9 @@ def test_threat_model_to_scan_end_to_end(
     assert code == 0, err
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     planned = json.loads(plan.read_text())["items"][0]
-    assert report["threat"]["epsilons"] == planned["epsilons"]
-    assert set(report["scan"]["attacks"]) == set(planned["attacks"])
-    assert report["sweep"][-1]["robust_accuracy"] < report["clean_accuracy"]["value"]
+    assert report["assessments"][0]["setting"]["threat"]["epsilons"] == planned["epsilons"]
+    assert set(report["assessments"][0]["setting"]["attacks"]) == set(planned["attacks"])
+    assert (
+        report["assessments"][0]["details"]["sweep"][-1]["robust_accuracy"]
+        < report["assessments"][0]["details"]["clean_accuracy"]["value"]
+    )

@@ -13,11 +13,13 @@ from torch import nn
 import bastion
 from bastion.assess import scan
 from bastion.assess.scan import _halving_epsilon
+from bastion.core.assessment import Report
 from bastion.core.errors import ConfigError
 from bastion.core.findings import Severity
 from bastion.core.targets import TorchTarget
 from bastion.core.threat import Threat
-from bastion.report import load_schema, render_html, to_dict
+from bastion.report.html import render_html
+from bastion.report.json import load_schema, to_dict
 
 FAST = {"pgd": {"steps": 10}, "square": {"max_queries": 100}}
 
@@ -48,17 +50,18 @@ def test_scan_demo(cnn: TorchTarget, demo: Any) -> None:
 def test_report_json_validates_and_html_renders(cnn: TorchTarget, demo: Any) -> None:
     _, data = demo
     result = scan(cnn, data, Threat(epsilons=(0.1, 0.2)), samples=20, attack_params=FAST)
-    report = to_dict(result)
+    report = to_dict(Report([result.to_assessment()]))
     jsonschema.validate(report, load_schema())
     assert {t["id"] for t in report["techniques"]} >= {"AML.T0043.000", "AML.T0015"}
-    html = render_html(result, report)
+    html = render_html(Report([result.to_assessment()]))
     assert "Model evaded by white-box adversarial examples" in html
     assert "Model Hardening" in html  # mitigation names come from the catalog
 
 
 def test_schema_rejects_a_broken_report(cnn: TorchTarget, demo: Any) -> None:
     _, data = demo
-    report = to_dict(scan(cnn, data, Threat(epsilons=(0.1,)), samples=10, attack_params=FAST))
+    result = scan(cnn, data, Threat(epsilons=(0.1,)), samples=10, attack_params=FAST)
+    report = to_dict(Report([result.to_assessment()]))
     report["findings"].append(
         {
             "id": "x",
@@ -69,6 +72,7 @@ def test_schema_rejects_a_broken_report(cnn: TorchTarget, demo: Any) -> None:
             "evidence": {},
             "mitigations": [],
             "attacks": [],
+            "unreliable": None,
         }
     )
     with pytest.raises(jsonschema.ValidationError):
@@ -78,12 +82,14 @@ def test_schema_rejects_a_broken_report(cnn: TorchTarget, demo: Any) -> None:
 def test_tabular_scan_reports_feature_changes(tmp_path: Path) -> None:
     target, data = bastion.load_demo("breast-cancer-mlp")
     result = scan(target, data, Threat(epsilons=(0.1, 0.3)), samples=40, attack_params=FAST)
-    report = to_dict(result)
+    report = to_dict(Report([result.to_assessment()]))
     jsonschema.validate(report, load_schema())
-    changed = [e for e in report["examples"] if e.get("largest_changes")]
-    assert changed
-    assert changed[0]["largest_changes"][0]["feature"] in data.feature_names
-    html = render_html(result, report)
+    (table,) = [a for a in report["assessments"][0]["artifacts"] if a["name"] == "examples"]
+    assert table["kind"] == "table" and table["data"]["columns"][-1] == "largest feature changes"
+    changes = [row[-1] for row in table["data"]["rows"] if row[-1] != "(unchanged)"]
+    assert changes
+    assert changes[0].split(":")[0] in data.feature_names
+    html = render_html(Report([result.to_assessment()]))
     assert "largest feature changes" in html
 
 

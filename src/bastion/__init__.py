@@ -1,27 +1,66 @@
 """bastion: red-team, harden and guard machine learning models against adversarial attacks."""
 
-from bastion.attacks import FGSM, PGD, Attack, SquareAttack
-from bastion.core import (
-    ATTACKS,
-    DEFENCES,
-    Access,
-    AttackResult,
-    BastionError,
-    Finding,
-    HttpTarget,
-    Norm,
-    OnnxTarget,
-    OutputKind,
-    Severity,
-    SklearnTarget,
-    Target,
-    Threat,
-    TorchTarget,
-)
-from bastion.data import Dataset, load_data, load_dataset
-from bastion.zoo import load_demo
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# names are imported on first use, so that importing a light part of bastion (the CLI's
+# argument checks, the catalog) does not import torch
+_LAZY = {
+    "DefendedTarget": "bastion.defences",
+    "Report": "bastion.core.assessment",
+    "Assessment": "bastion.core.assessment",
+    "ATTACKS": "bastion.core",
+    "Access": "bastion.core",
+    "Attack": "bastion.attacks",
+    "AttackResult": "bastion.core",
+    "BastionError": "bastion.core",
+    "DEFENCES": "bastion.core",
+    "Dataset": "bastion.data",
+    "FGSM": "bastion.attacks",
+    "Finding": "bastion.core",
+    "HttpTarget": "bastion.core",
+    "Norm": "bastion.core",
+    "OnnxTarget": "bastion.core",
+    "OutputKind": "bastion.core",
+    "PGD": "bastion.attacks",
+    "Severity": "bastion.core",
+    "SklearnTarget": "bastion.core",
+    "SquareAttack": "bastion.attacks",
+    "Target": "bastion.core",
+    "Threat": "bastion.core",
+    "TorchTarget": "bastion.core",
+    "load_data": "bastion.data",
+    "load_dataset": "bastion.data",
+    "load_demo": "bastion.zoo",
+}
+
+if TYPE_CHECKING:
+    from bastion.attacks import FGSM, PGD, Attack, SquareAttack
+    from bastion.core import (
+        ATTACKS,
+        DEFENCES,
+        Access,
+        AttackResult,
+        BastionError,
+        Finding,
+        HttpTarget,
+        Norm,
+        OnnxTarget,
+        OutputKind,
+        Severity,
+        SklearnTarget,
+        Target,
+        Threat,
+        TorchTarget,
+    )
+    from bastion.core.assessment import Assessment, Report
+    from bastion.data import Dataset, load_data, load_dataset
+    from bastion.defences import DefendedTarget
+    from bastion.zoo import load_demo
 
 __all__ = [
     "ATTACKS",
@@ -29,15 +68,18 @@ __all__ = [
     "FGSM",
     "PGD",
     "Access",
+    "Assessment",
     "Attack",
     "AttackResult",
     "BastionError",
     "Dataset",
+    "DefendedTarget",
     "Finding",
     "HttpTarget",
     "Norm",
     "OnnxTarget",
     "OutputKind",
+    "Report",
     "Severity",
     "SklearnTarget",
     "SquareAttack",
@@ -49,3 +91,11 @@ __all__ = [
     "load_dataset",
     "load_demo",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

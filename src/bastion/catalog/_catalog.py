@@ -225,9 +225,15 @@ def build_catalog(
     return catalog
 
 
-def load_catalog() -> Catalog:
+def load_catalog(*, links: bool = True) -> Catalog:
     """The catalog shipped with bastion, with each technique's ``attacks`` and each
-    mitigation's ``defences`` derived from the plugin registries (never kept by hand)."""
+    mitigation's ``defences`` derived from the plugin registries (never kept by hand).
+
+    ``links=False`` skips the plugins (and their imports) for callers that need only the
+    catalog's own text: signal names for a command's help, say.
+    """
+    if not links:
+        return _shipped()
     from bastion.core.plugins import load_plugins
     from bastion.core.registry import ATTACKS, DEFENCES
 

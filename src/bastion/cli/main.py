@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -31,26 +32,61 @@ app.add_typer(_threats_cli.app, name="threats")
 
 @app.command()
 def attacks() -> None:
-    """List the registered attacks: family, access needed, norms and ATLAS techniques."""
-    from rich.table import Table
-
-    from bastion import attacks as _registered  # noqa: F401  (fills the registry)
+    """List the registered attacks: family, access needed, norms, cost and ATLAS techniques."""
+    from bastion.core.plugins import load_plugins
     from bastion.core.registry import ATTACKS
 
-    table = Table(title="Registered attacks", title_justify="left")
-    for column in ("name", "family", "access", "norms", "data", "ATLAS", "summary"):
-        table.add_column(column)
-    for e in ATTACKS:
-        table.add_row(
-            e.name,
-            e.family,
-            e.access.value,
-            ", ".join(n.value for n in e.norms),
-            ", ".join(e.data_kinds),
-            ", ".join(e.techniques),
-            e.summary,
-        )
-    console.print(table)
+    load_plugins()
+    _plugin_table(
+        "Registered attacks",
+        [
+            (
+                e.name,
+                f"{e.family}, {e.access.value}; norms {', '.join(n.value for n in e.norms) or '-'}"
+                f"; data {', '.join(e.data_kinds)}; cost {e.cost}",
+                e.techniques,
+                e.summary,
+                e.defaults,
+            )
+            for e in ATTACKS
+        ],
+    )
+
+
+@app.command()
+def defences() -> None:
+    """List the registered defences: kind, what they counter, and their mitigation ids."""
+    from bastion.core.plugins import load_plugins
+    from bastion.core.registry import DEFENCES
+
+    load_plugins()
+    _plugin_table(
+        "Registered defences",
+        [
+            (
+                e.name,
+                f"{e.defence_kind}, {e.family}; counters {', '.join(e.techniques) or '-'}",
+                e.mitigations,
+                e.summary,
+                e.defaults,
+            )
+            for e in DEFENCES
+        ],
+    )
+
+
+def _plugin_table(title: str, rows: list[tuple[str, str, tuple[str, ...], str, Any]]) -> None:
+    """One block per plugin: it fits 80 columns and never cuts an id a user will copy."""
+    console.print(f"[bold]{title}[/]")
+    for name, what, ids, summary, defaults in rows:
+        console.print(f"\n[bold cyan]{name}[/]  {what}", highlight=False, soft_wrap=False)
+        if ids:
+            console.print(f"  ids: {' '.join(ids)}", highlight=False, soft_wrap=True)
+        if defaults:
+            shown = ", ".join(f"{k}={v}" for k, v in defaults.items())
+            console.print(f"  scan defaults: {shown}", highlight=False)
+        if summary:
+            console.print(f"  {summary}", highlight=False)
 
 
 @app.command()

@@ -1,32 +1,31 @@
-"""``bastion scan``: attack a model over an epsilon sweep and write a report."""
+"""``bastion scan``: attack a model over an epsilon sweep and write a report.
+
+Every cheap argument is checked before torch, the data or the model load, so a typo costs a
+fraction of a second, not a minute.
+"""
 
 from __future__ import annotations
 
-import math
+import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bastion.core.errors import ConfigError
-from bastion.core.findings import Severity
-from bastion.core.threat import Norm, Threat
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from bastion.assess.scan import ScanResult
 
 console = Console()
 
-_DEFAULT_EPS = {
-    Norm.LINF: (0.05, 0.1, 0.2, 0.3),
-    Norm.L2: (0.05, 0.1, 0.2, 0.3),
-    Norm.L0: (1, 2, 4, 8),
-}
 _SEV_STYLE = {
     "critical": "bold white on red",
     "high": "bold red",
@@ -34,6 +33,7 @@ _SEV_STYLE = {
     "low": "cyan",
     "info": "dim",
 }
+_CHECKPOINT = ".bastion-checkpoint.json"
 
 
 def _floats(text: str, what: str) -> tuple[float, ...]:
@@ -56,16 +56,31 @@ def _headers(items: list[str]) -> dict[str, str]:
     return out
 
 
-def _default_eps(norm: Norm, bounds: tuple[float, float], dims: int) -> tuple[float, ...]:
-    """A sweep that means the same on any data: shares of the input range (Linf), of the
-    range times the root of the dimension (L2), or numbers of features (L0)."""
-    span = bounds[1] - bounds[0]
-    rel = _DEFAULT_EPS[norm]
-    if norm is Norm.LINF:
-        return tuple(round(r * span, 6) for r in rel)
-    if norm is Norm.L2:
-        return tuple(round(r * span * dims**0.5, 4) for r in rel)
-    return tuple(float(min(int(r), dims)) for r in rel)
+def check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that cannot hold the reports, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"--out {out}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {probe} is not writable")
+    if out.exists():
+        try:
+            with tempfile.TemporaryFile(dir=out):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"--out {out} is not writable: {exc.strerror}") from None
+
+
+def inside(out: Path, name: str) -> Path:
+    """``out / name``, refused unless it stays inside ``out`` (a plan's asset is user input)."""
+    folder = (out / name).resolve()
+    if not folder.is_relative_to(out.resolve()) or folder == out.resolve():
+        raise ConfigError(f"asset name {name!r} would write outside --out {out}")
+    return out / name
 
 
 def scan(
@@ -105,7 +120,8 @@ def scan(
     seed: Annotated[int, typer.Option(help="Seed for sampling and attacks.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     fmt: Annotated[
-        str, typer.Option("--format", help="Report formats: html, json or both.")
+        str,
+        typer.Option("--format", help="Report formats, comma-separated: html, json, md, sarif."),
     ] = "html,json",
     attacks: Annotated[
         str | None,
@@ -132,9 +148,37 @@ def scan(
         int | None, typer.Option(help="Most queries the target may answer in this scan.")
     ] = None,
     max_queries: Annotated[
-        int | None, typer.Option(help="Most queries per input for black-box attacks.")
+        int | None,
+        typer.Option(help="Most queries per input, for every attack with a max_queries setting."),
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="Steps of iterative gradient attacks.")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Steps, for every attack with a steps setting.")
+    ] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any attack parameter, 'attack.param=value' (repeatable), e.g. pgd.restarts=5.",
+        ),
+    ] = None,
+    defence: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--defence",
+            help="Scan the model behind a defence, 'name:param=value,...' (repeatable; "
+            "preprocessors first), e.g. squeeze:bits=4 or round:decimals=2.",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue an interrupted scan from its checkpoint in --out."),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="URL targets: seconds allowed per request, in all.")
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option(help="URL targets: retries of a failed request (default 3).")
+    ] = None,
     header: Annotated[
         list[str] | None,
         typer.Option(
@@ -166,13 +210,12 @@ def scan(
         ),
     ] = None,
 ) -> None:
-    """Attack a model over an epsilon sweep and write report.html and report.json."""
-    from bastion.assess import scan as run_scan
-    from bastion.assess.plan import scan_plan
-    from bastion.assess.specs import load_target_and_data
-    from bastion.report import write_html, write_json
-    from bastion.threats.plan import load_plan
+    """Attack a model over an epsilon sweep and write the reports (HTML and JSON by default)."""
+    from bastion.core.findings import Severity
+    from bastion.core.threat import Norm
+    from bastion.report.base import parse_formats
 
+    # ---- every cheap check first: nothing heavy is imported until they pass
     if plan is not None:
         given = [
             flag
@@ -190,9 +233,6 @@ def scan(
         raise ConfigError("--asset chooses among a plan's assessments: give --plan too")
     norm_value = Norm.parse(norm or "linf")
     n_samples = 200 if samples is None else samples
-    formats = {f.strip().lower() for f in fmt.split(",") if f.strip()}
-    if not formats or not formats <= {"html", "json"}:
-        raise ConfigError(f"--format takes html, json or html,json; got {fmt!r}")
     if n_samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {n_samples}")
     threshold = None
@@ -208,23 +248,64 @@ def scan(
         pair = _floats(bounds, "--bounds")
         if len(pair) != 2:
             raise ConfigError(f"--bounds takes two numbers 'low,high', got {bounds!r}")
+        if not pair[0] < pair[1]:
+            raise ConfigError(f"--bounds must be 'low,high' with low < high, got {bounds!r}")
         bounds_value = (pair[0], pair[1])
-    params: dict[str, dict[str, Any]] = {}
-    if max_queries is not None:
-        params["square"] = {"max_queries": max_queries}
-    if steps is not None:
-        params["pgd"] = {"steps": steps}
+    epsilons = _floats(eps, "--eps") if eps else None
+    if query_budget is not None and query_budget < 1:
+        raise ConfigError(f"--query-budget must be at least 1, got {query_budget}")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError(f"--timeout must be positive, got {timeout}")
+    if retries is not None and retries < 0:
+        raise ConfigError(f"--retries must be 0 or more, got {retries}")
+    headers = _headers(header or [])
     attack_names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
-    assessment = load_plan(plan) if plan is not None else None
+    check_out_folder(out)
+    checkpoint = out / _CHECKPOINT
+    if resume and not checkpoint.is_file():
+        raise ConfigError(f"--resume: no interrupted scan to resume in {out}")
 
+    # ---- the registry: formats, settings and defences are checked against it
+    from bastion.core.plugins import load_plugins
+    from bastion.core.registry import ATTACKS, parse_settings
+    from bastion.defences import DefendedTarget, create_defence
+
+    formats = parse_formats(fmt)
+    load_plugins()
+    params = parse_settings(setting or [])
+    for name, values in params.items():
+        ATTACKS.get(name).validate(values)
+    if not any(norm_value in e.norms for e in ATTACKS.select(family="evasion")):
+        offered = sorted({n.value for e in ATTACKS.select(family="evasion") for n in e.norms})
+        raise ConfigError(
+            f"no registered attack runs under {norm_value.value}; choose from {', '.join(offered)}"
+        )
+    defences = [create_defence(d) for d in defence or []]
+    assessment = None
+    if plan is not None:
+        from bastion.threats.plan import load_plan
+
+        assessment = load_plan(plan)
+        for item in assessment.items:
+            inside(out, item.asset)
+
+    from bastion.assess import scan as run_scan
+    from bastion.assess.plan import scan_plan
+    from bastion.assess.specs import load_target_and_data
+    from bastion.core.threat import Threat, default_epsilons
+
+    options: dict[str, Any] = {}
+    if timeout is not None:
+        options["timeout"] = timeout
+    if retries is not None:
+        options["retries"] = retries
+    command = rerun_command(sys.argv[1:])
+    runs: list[tuple[str, ScanResult]] = []
     with _progress() as bar:
         task = bar.add_task("loading the target", total=None)
 
         def trained(done: int, total: int) -> None:
             bar.update(task, description="training the demo model", completed=done, total=total)
-
-        def step(label: str, done: int, total: int) -> None:
-            bar.update(task, description=f"attacking: {label}", completed=done, total=total)
 
         tgt, dataset = load_target_and_data(
             target,
@@ -234,25 +315,45 @@ def scan(
             device=device,
             output_kind=output_kind,
             query_budget=query_budget,
-            headers=_headers(header or []),
+            headers=headers,
             label_column=label_column,
             bounds=bounds_value,
             num_classes=num_classes,
             progress=trained,
+            options=options,
         )
+        if defences:
+            tgt = DefendedTarget(tgt, defences)
         bar.update(task, description="attacking", completed=0, total=None)
-        runs: list[tuple[str, ScanResult]] = []
+
+        def step(label: str, done: int, total: int) -> None:
+            queries = f", {tgt.queries:,} queries" if tgt.access.value != "white-box" else ""
+            bar.update(
+                task, description=f"attacking: {label}{queries}", completed=done, total=total
+            )
+
         if assessment is not None:
             for item, result in scan_plan(
                 tgt, dataset, assessment, asset=asset, seed=seed, progress=step
             ):
                 runs.append((item.asset, result))
         else:
-            dims = math.prod(dataset.input_shape)
-            epsilons = (
-                _floats(eps, "--eps") if eps else _default_eps(norm_value, dataset.bounds, dims)
+            threat = Threat(
+                norm=norm_value,
+                epsilons=tuple(
+                    sorted(
+                        epsilons
+                        or default_epsilons(norm_value, dataset.bounds, _dims(dataset.input_shape))
+                    )
+                ),
+                knowledge=tgt.access,
             )
-            threat = Threat(norm=norm_value, epsilons=tuple(sorted(epsilons)), knowledge=tgt.access)
+            chosen = [
+                e.name for e in ATTACKS.select(norm=norm_value, access=tgt.access, family="evasion")
+            ]
+            per_attack = _shared_settings(attack_names or chosen, steps, max_queries)
+            for name, values in params.items():
+                per_attack.setdefault(name, {}).update(values)
             result = run_scan(
                 tgt,
                 dataset,
@@ -260,30 +361,69 @@ def scan(
                 samples=n_samples,
                 seed=seed,
                 attacks=attack_names,
-                attack_params=params,
+                attack_params=per_attack,
                 progress=step,
+                checkpoint=checkpoint,
+                resume=resume,
             )
             runs.append(("", result))
 
-    command = rerun_command(sys.argv[1:])
-    severities: list[Severity] = []
+    from bastion.core.assessment import Report
+    from bastion.report import write_report
+
+    failing = False
+    interrupted = False
     for name, result in runs:
-        folder = out / name if len(runs) > 1 else out
-        folder.mkdir(parents=True, exist_ok=True)
-        report = write_json(result, folder / "report.json") if "json" in formats else None
-        if "html" in formats:
-            write_html(result, folder / "report.html", report, command=command)
+        folder = inside(out, name) if len(runs) > 1 else out
+        report = Report([result.to_assessment()], asset=name or None, command=command)
+        written = write_report(report, folder, formats)
         if name:
             console.rule(f"assessment of {name}")
-        _summary(result, folder, formats)
-        severities += [f.severity for f in result.findings]
-    if threshold is not None and any(s.rank >= threshold.rank for s in severities):
-        console.print(f"[bold red]failing:[/] a finding is {threshold.value} or worse")
+        _summary(result, written)
+        if result.complete and name == "":
+            checkpoint.unlink(missing_ok=True)
+        interrupted = interrupted or any("interrupted" in lim for lim in result.limits)
+        if threshold is not None:
+            failing = failing or any(f.fails(threshold) for f in result.findings)
+    if interrupted:
+        console.print("[yellow]interrupted:[/] a partial report was written; rerun with --resume")
+        raise typer.Exit(130)
+    if threshold is not None and failing:
+        console.print(
+            f"[bold red]failing:[/] a finding is {threshold.value} or worse, or its figure is "
+            "unreliable"
+        )
         raise typer.Exit(1)
 
 
+def _dims(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _shared_settings(
+    names: list[str], steps: int | None, max_queries: int | None
+) -> dict[str, dict[str, Any]]:
+    """``--steps`` and ``--max-queries`` for every chosen attack that has such a parameter."""
+    from bastion.core.registry import ATTACKS
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        known = ATTACKS.get(name).parameters()
+        if steps is not None and "steps" in known:
+            out.setdefault(name, {})["steps"] = steps
+        if max_queries is not None and "max_queries" in known:
+            out.setdefault(name, {})["max_queries"] = max_queries
+    return out
+
+
 def rerun_command(argv: list[str]) -> str:
-    """The command line to rerun this scan, with header values (credentials) left out."""
+    """The command line to rerun this scan, with credentials left out: header values, and the
+    userinfo and secret query parameters of URLs."""
+    from bastion.core.redact import redact_url
+
     shown: list[str] = []
     hide_next = False
     for arg in argv:
@@ -296,52 +436,66 @@ def rerun_command(argv: list[str]) -> str:
         elif arg.startswith("--header="):
             shown.append("--header='<hidden>'")
         else:
-            shown.append(shlex.quote(arg))
+            shown.append(shlex.quote(redact_url(arg) if "://" in arg else arg))
     return " ".join(["bastion", *shown])
 
 
 def _progress() -> Progress:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
     )
 
 
-def _summary(result: Any, out: Path, formats: set[str]) -> None:
+def _summary(result: Any, written: list[Path]) -> None:
     t = result.target
     console.print(
         f"[bold]{t['name']}[/] ({t['access']}) on {result.dataset['name']}: "
         f"clean accuracy [bold]{result.clean_accuracy:.1%}[/] on {result.samples} inputs, "
-        f"{result.seconds:.1f} s"
+        f"{result.seconds:.1f} s",
+        highlight=False,
     )
     table = Table(title=f"Robust accuracy ({result.threat.norm.value})", title_justify="left")
-    table.add_column("epsilon", justify="right")
-    table.add_column("robust acc.", justify="right")
-    table.add_column("95% CI", justify="right")
+    table.add_column("eps", justify="right")
+    table.add_column("robust", justify="right")
+    table.add_column("95% CI", justify="right", no_wrap=True)
     for name in result.attacks:
-        table.add_column(f"{name} fooled", justify="right")
+        table.add_column(f"{name}", justify="right", no_wrap=True)
     for p in result.sweep:
         lo, hi = p.interval
         by_name = {s.attack: s for s in p.attacks}
         table.add_row(
             f"{p.epsilon:g}",
-            f"{p.robust_accuracy:.1%}",
+            f"{p.robust_accuracy:.1%}" + ("*" if p.limited else ""),
             f"{lo:.1%}-{hi:.1%}",
             *[f"{by_name[n].fooled}/{by_name[n].attacked}" for n in result.attacks],
         )
     console.print(table)
+    console.print("[dim]attack columns: inputs fooled / inputs attacked[/]")
     for f in result.findings:
         style = _SEV_STYLE[f.severity.value]
-        console.print(
-            f"[{style}]{f.severity.value.upper():>8}[/] {f.title} "
-            f"[dim]({', '.join(f.techniques)})[/]"
-        )
+        console.print(f"[{style}]{f.severity.value.upper():>8}[/] {f.title}", highlight=False)
+        console.print(f"         ATLAS: {', '.join(f.techniques)}", highlight=False, soft_wrap=True)
         console.print(f"         {f.summary}", highlight=False)
+        if f.unreliable:
+            console.print(f"         [bold yellow]unreliable:[/] {f.unreliable}", highlight=False)
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
-    written = [str(out / f"report.{ext}") for ext in ("html", "json") if ext in formats]
-    console.print(f"report: {', '.join(written)}")
+    for lim in result.limits:
+        console.print(f"[yellow]limited:[/] {lim}", highlight=False)
+    console.print(f"report: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)

@@ -18,12 +18,14 @@ goal is reached; score-based attacks search on it, gradient attacks may ascend i
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.core.errors import AccessError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "ConfidentMisclassification",
@@ -65,6 +67,11 @@ class Criterion(BaseModel):
         return self.kind
 
 
+def _tie(value: torch.Tensor) -> torch.Tensor:
+    # a tie goes to the model (argmax picks the first class), so zero counts as not reached
+    return value.masked_fill(value == 0, 1e-12)
+
+
 def _true_and_best_other(scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
     true = scores.gather(1, y[:, None]).squeeze(1)
     others = scores.scatter(1, y[:, None], float("-inf"))
@@ -78,9 +85,8 @@ class Misclassification(Criterion):
 
     def margin(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         true, others = _true_and_best_other(scores, y)
-        # a tie goes to the model: argmax picks the first, so only a strictly higher other wins
         value = true - others.amax(dim=1)
-        return torch.where(value == 0, torch.ones_like(value) * 1e-12, value)
+        return _tie(value)
 
 
 class TargetedMisclassification(Criterion):
@@ -91,7 +97,7 @@ class TargetedMisclassification(Criterion):
     def margin(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         wanted, others = _true_and_best_other(scores, y)
         value = others.amax(dim=1) - wanted
-        return torch.where(value == 0, torch.ones_like(value) * 1e-12, value)
+        return _tie(value)
 
     def _from_labels(self, labels: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return labels == y
@@ -109,7 +115,7 @@ class TopKMisclassification(Criterion):
         k = min(self.k, scores.shape[1] - 1)
         kth = others.topk(k, dim=1).values[:, -1]
         value = true - kth
-        return torch.where(value == 0, torch.ones_like(value) * 1e-12, value)
+        return _tie(value)
 
     def describe(self) -> str:
         return f"top-{self.k}"
@@ -128,15 +134,12 @@ class ConfidentMisclassification(Criterion):
 
     def margin(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         rows = scores.sum(dim=1)
-        is_prob = bool((scores >= 0).all()) and bool(
-            torch.allclose(rows, torch.ones_like(rows), atol=1e-3)
-        )
+        is_prob = bool((scores >= 0).all()) and bool(((rows - 1).abs() <= 1e-3).all())
         probs = scores if is_prob else scores.softmax(dim=1)
         true, others = _true_and_best_other(probs, y)
         best = others.amax(dim=1)
         wrong = true - best
-        wrong = torch.where(wrong == 0, torch.ones_like(wrong) * 1e-12, wrong)
-        return torch.maximum(wrong, self.threshold - best)
+        return _tie(wrong).maximum(self.threshold - best)
 
     def describe(self) -> str:
         return f"confidence>={self.threshold:g}"

@@ -34,6 +34,7 @@ _log = logging.getLogger(__name__)
 _lock = threading.RLock()
 _loaded: set[str] = set()
 _errors: dict[str, str] = {}
+_loading = threading.local()
 
 
 def _import(name: str, origin: str) -> None:
@@ -60,25 +61,35 @@ def _walk(package: str) -> list[str]:
 
 def load_plugins(*, reload: bool = False) -> None:
     """Import every plugin module once (again with ``reload=True``: new ones are picked up)."""
+    if getattr(_loading, "active", False):
+        return  # a plugin module asking the registry while it is being imported
     with _lock:
-        if reload:
-            _loaded.clear()
-            _errors.clear()
-        elif "__all__" in _loaded:
-            return
-        for package in BUILTIN_PACKAGES:
-            for name in _walk(package):
-                _import(name, "bastion")
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            _import(
-                ep.value.partition(":")[0],
-                f"entry point {ep.name} of {ep.dist.name if ep.dist else '?'}",
-            )
-        for name in os.environ.get("BASTION_PLUGINS", "").split(","):
-            if name.strip():
-                _import(name.strip(), "BASTION_PLUGINS")
-        _loaded.add("__all__")
-        _log.debug("plugins loaded: %d modules, %d failed", len(_loaded) - 1, len(_errors))
+        _loading.active = True
+        try:
+            _load(reload)
+        finally:
+            _loading.active = False
+
+
+def _load(reload: bool) -> None:
+    if reload:
+        _loaded.clear()
+        _errors.clear()
+    elif "__all__" in _loaded:
+        return
+    for package in BUILTIN_PACKAGES:
+        for name in _walk(package):
+            _import(name, "bastion")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _import(
+            ep.value.partition(":")[0],
+            f"entry point {ep.name} of {ep.dist.name if ep.dist else '?'}",
+        )
+    for name in os.environ.get("BASTION_PLUGINS", "").split(","):
+        if name.strip():
+            _import(name.strip(), "BASTION_PLUGINS")
+    _loaded.add("__all__")
+    _log.debug("plugins loaded: %d modules, %d failed", len(_loaded) - 1, len(_errors))
 
 
 def plugin_errors() -> dict[str, str]:

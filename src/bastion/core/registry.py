@@ -228,7 +228,13 @@ class Registry(Generic[T]):
         if self._entries.pop(name, None) is not None:
             self.version += 1
 
+    def _ensure(self) -> None:
+        from bastion.core.plugins import load_plugins
+
+        load_plugins()
+
     def get(self, name: str) -> Entry:
+        self._ensure()
         try:
             return self._entries[name]
         except KeyError:
@@ -248,6 +254,7 @@ class Registry(Generic[T]):
         family: str | None = None,
     ) -> list[Entry]:
         """Entries that run under ``norm`` with ``access`` (and of ``family``), cheapest first."""
+        self._ensure()
         chosen = [
             e
             for e in self._entries.values()
@@ -256,15 +263,19 @@ class Registry(Generic[T]):
         return sorted(chosen, key=lambda e: (e.cost, e.name))
 
     def __iter__(self) -> Iterator[Entry]:
+        self._ensure()
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
     def __len__(self) -> int:
+        self._ensure()
         return len(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._ensure()
         return name in self._entries
 
     def names(self) -> list[str]:
+        self._ensure()
         return sorted(self._entries)
 
 

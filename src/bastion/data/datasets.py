@@ -355,8 +355,20 @@ def load_data(
     """A dataset from a spec: a built-in name, an ``.npz`` (arrays ``x``, ``y``), a ``.csv``
     with a label column, or a folder of images with one subfolder per class.
     """
+    if bounds is not None and not bounds[0] < bounds[1]:
+        raise DataError(f"bounds must be low < high; got {bounds[0]:g},{bounds[1]:g} (inverted?)")
     if spec in BUILTIN_DATASETS:
-        return load_dataset(spec)
+        data = load_dataset(spec)
+        if bounds is not None and tuple(bounds) != tuple(data.bounds):
+            raise DataError(
+                f"the built-in set {spec} has fixed bounds {data.bounds[0]:g},{data.bounds[1]:g}; "
+                "--bounds describes data of your own"
+            )
+        if num_classes is not None and num_classes != data.num_classes:
+            raise DataError(
+                f"the built-in set {spec} has {data.num_classes} classes, not {num_classes}"
+            )
+        return data
     path = Path(spec).expanduser()
     if not path.exists():
         known = ", ".join(BUILTIN_DATASETS)

@@ -26,8 +26,8 @@ from bastion.defences.base import (
 from bastion.defences.target import DefendedTarget
 
 __all__ = [
-    "DefendedTarget",
     "Defence",
+    "DefendedTarget",
     "Detector",
     "Postprocessor",
     "Preprocessor",

@@ -13,13 +13,17 @@ from bastion.report.base import (
     register_section,
     write_report,
 )
+from bastion.report.json import SCHEMA_VERSION, load_schema, to_dict
 
 __all__ = [
     "RENDERERS",
+    "SCHEMA_VERSION",
     "SECTIONS",
     "Section",
+    "load_schema",
     "parse_formats",
     "register_renderer",
     "register_section",
+    "to_dict",
     "write_report",
 ]

@@ -64,6 +64,7 @@ class RendererRegistry:
         return decorate
 
     def get(self, name: str) -> RendererEntry:
+        _ensure()
         try:
             return self._entries[name]
         except KeyError:
@@ -72,13 +73,21 @@ class RendererRegistry:
             ) from None
 
     def names(self) -> list[str]:
+        _ensure()
         return sorted(self._entries)
 
     def __iter__(self) -> Iterator[RendererEntry]:
         return iter(self._entries[n] for n in self.names())
 
     def __contains__(self, name: object) -> bool:
+        _ensure()
         return name in self._entries
+
+
+def _ensure() -> None:
+    from bastion.core.plugins import load_plugins
+
+    load_plugins()
 
 
 RENDERERS = RendererRegistry()

@@ -17,7 +17,7 @@ _PHASES = ("contain", "evict", "restore")
 
 def known_signals(catalog: Catalog | None = None) -> list[str]:
     """Every signal name the catalog knows."""
-    return sorted((catalog or load_catalog()).signals)
+    return sorted((catalog or load_catalog(links=False)).signals)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from bastion.core.errors import ConfigError, DataError
 from bastion.core.findings import Severity
 from bastion.threats._io import load_model_file, read_mapping, validation_message
 from bastion.threats.model import AssetTechnique, ThreatModel
+from bastion.threats.system import ID_PATTERN
 
 __all__ = [
     "Control",
@@ -55,7 +56,6 @@ _OPEN_SHARE = {
     GapStatus.COVERED_UNVERIFIED: 0.5,
     GapStatus.COVERED_MEASURED: 0.1,
 }
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class Control(BaseModel):
@@ -63,7 +63,7 @@ class Control(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=ID_PATTERN)
     name: str
     description: str = ""
     implements: tuple[str, ...] = Field(

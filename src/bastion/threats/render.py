@@ -24,7 +24,8 @@ __all__ = [
     "write_threat_model",
 ]
 
-BAND_COLOURS = {"critical": "#b91c1c", "high": "#ea580c", "medium": "#ca8a04", "low": "#16a34a"}
+# The same colours as the HTML badges, dark enough for white text at WCAG AA (4.5:1).
+BAND_COLOURS = {"critical": "#b91c1c", "high": "#c2410c", "medium": "#a16207", "low": "#15803d"}
 _TOP_MITIGATIONS = 25
 
 

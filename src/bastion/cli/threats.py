@@ -73,6 +73,15 @@ def model(
                 f"{p.name} ({p.asset}): {p.chain}",
                 highlight=False,
             )
+    if tm.impacts:
+        worst: dict[str, str] = {}
+        for i in tm.impacts:
+            worst.setdefault(i.name, i.level.value)
+        console.print(
+            "[bold]Harms that would follow[/] (impact, not ranked): "
+            + ", ".join(f"{name} ({level})" for name, level in worst.items()),
+            highlight=False,
+        )
     console.print(
         "[bold]Top mitigations[/]: " + ", ".join(f"{m.id} {m.name}" for m in tm.mitigations[:5])
     )

@@ -281,10 +281,9 @@ def analyse_gaps(
     controls.check(catalog)
     reports = list(evidence or [])
     entries = []
+    # Harms (External Harms) are not findings: they follow from the techniques controls act on.
     for f in threat_model.findings:
-        # Consequences (External Harms) follow from other techniques; controls act on those.
-        if not f.consequence:
-            entries.append(_entry(catalog, f, controls, reports))
+        entries.append(_entry(catalog, f, controls, reports))
     entries.sort(key=lambda e: (-e.risk, e.technique, e.asset))
     return GapAnalysis(
         system=threat_model.system.name,

@@ -27,6 +27,14 @@ __all__ = [
 # The same colours as the HTML badges, dark enough for white text at WCAG AA (4.5:1).
 BAND_COLOURS = {"critical": "#b91c1c", "high": "#c2410c", "medium": "#a16207", "low": "#15803d"}
 _TOP_MITIGATIONS = 25
+# Badge class of a business impact level (the band colours; "none" shows as low).
+_LEVEL_CLASS = {
+    "critical": "critical",
+    "high": "high",
+    "medium": "medium",
+    "low": "low",
+    "none": "low",
+}
 
 
 def _env(autoescape: bool) -> jinja2.Environment:
@@ -64,7 +72,13 @@ def render_threat_model_html(tm: ThreatModel) -> str:
     return (
         _env(True)
         .get_template("threat_model.html.j2")
-        .render(tm=tm, counts=_counts(tm), version=_version(), top_mitigations=_TOP_MITIGATIONS)
+        .render(
+            tm=tm,
+            counts=_counts(tm),
+            version=_version(),
+            top_mitigations=_TOP_MITIGATIONS,
+            level_class=_LEVEL_CLASS,
+        )
     )
 
 

@@ -128,6 +128,14 @@ class ModelAsset(_Strict):
 
     id: str = Field(pattern=ID_PATTERN)
     name: str = ""
+    artifact: str | None = Field(
+        default=None,
+        description=(
+            "the name a bastion scan report gives this model as its target (a zoo name such "
+            "as fraud-mlp, a model file's name such as model.onnx, or an endpoint URL), so "
+            "gap analysis can match scan evidence to it"
+        ),
+    )
     description: str = ""
     data_kind: Literal["image", "tabular", "audio", "text", "video", "timeseries"]
     task: str = "classification"

@@ -160,14 +160,6 @@ class EvidenceReport(BaseModel):
     source: str = ""
     bound_to: str | None = None
 
-    def describe(self) -> str:
-        """How the report names what it scanned, for messages."""
-        if self.asset:
-            return f"asset {self.asset!r}"
-        if self.target.name:
-            return f"target {self.target.name!r}"
-        return "no asset and no target name"
-
 
 _SCHEMAS = ("1.", "2.")
 

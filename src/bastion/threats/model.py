@@ -85,7 +85,7 @@ class HarmImpact:
 
     ``level`` is the business impact the system description gives the properties through which
     the harm follows; ``likelihood`` that of the likeliest technique leading to it; ``via``
-    those techniques, highest risk first.
+    (and ``via_names``) those techniques, highest risk first.
     """
 
     harm: str
@@ -95,14 +95,13 @@ class HarmImpact:
     likelihood: int
     properties: tuple[str, ...]
     via: tuple[str, ...]
+    via_names: tuple[str, ...]
     description: str
-
-    via_names: tuple[str, ...] = ()
 
     @property
     def reason(self) -> str:
-        names = self.via_names or self.via
-        shown = ", ".join(f"{n} ({t})" for n, t in zip(names[:3], self.via[:3], strict=False))
+        pairs = zip(self.via_names[:3], self.via[:3], strict=True)
+        shown = ", ".join(f"{name} ({tid})" for name, tid in pairs)
         more = len(self.via) - 3
         return (
             f"follows from {shown}{f' and {more} more' if more > 0 else ''}, which harm "
@@ -306,8 +305,8 @@ def _impacts(
                 likelihood=max(f.likelihood for f in via),
                 properties=through,
                 via=tuple(f.technique for f in via),
-                description=harm.description,
                 via_names=tuple(f.name for f in via),
+                description=harm.description,
             )
         )
     return out

@@ -60,6 +60,7 @@ def test_gaps_with_controls_and_evidence(examples_dir: Path, tmp_path: Path) -> 
         json.dumps(
             {
                 "schema_version": "1.0",
+                "target": {"name": "fraud-mlp"},
                 "findings": [
                     {
                         "id": "evasion-pgd",

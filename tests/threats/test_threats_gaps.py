@@ -25,12 +25,18 @@ from bastion.threats.schemas import shipped_schema
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "threats"
 
 
-def _report(tmp_path: Path, findings: list[dict[str, Any]], name: str = "report.json") -> Path:
-    """A scan report in the shape bastion scan writes (only the fields gap analysis reads)."""
+def _report(
+    tmp_path: Path,
+    findings: list[dict[str, Any]],
+    name: str = "report.json",
+    target: str | None = "fraud-mlp",
+) -> Path:
+    """A scan report in the shape bastion scan writes (schema 1.x: the target names the model;
+    fraud-mlp is the fraud model's declared artifact)."""
     data = {
         "schema_version": "1.0",
         "tool": {"name": "bastion", "version": "0.1.0"},
-        "target": {},
+        "target": {"name": target} if target else {},
         "dataset": {},
         "threat": {},
         "clean_accuracy": {},

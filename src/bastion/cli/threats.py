@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bastion.catalog import load_catalog
 from bastion.cli._guard import user_errors
 from bastion.core.errors import ConfigError
 from bastion.threats import build_threat_model, load_plan, load_system
-from bastion.threats.gaps import analyse_gaps, load_controls, load_evidence
+from bastion.threats.gaps import EvidenceReport, analyse_gaps, load_controls, load_evidence
 from bastion.threats.incident import known_signals, map_incident
 from bastion.threats.render import write_gaps, write_threat_model
 from bastion.threats.schemas import SCHEMAS, generate_schema
@@ -73,6 +74,15 @@ def model(
                 f"{p.name} ({p.asset}): {p.chain}",
                 highlight=False,
             )
+    if tm.impacts:
+        worst: dict[str, str] = {}
+        for i in tm.impacts:
+            worst.setdefault(i.name, i.level.value)
+        console.print(
+            "[bold]Harms that would follow[/] (impact, not ranked): "
+            + ", ".join(f"{name} ({level})" for name, level in worst.items()),
+            highlight=False,
+        )
     console.print(
         "[bold]Top mitigations[/]: " + ", ".join(f"{m.id} {m.name}" for m in tm.mitigations[:5])
     )
@@ -88,16 +98,43 @@ def gaps(
         list[Path] | None,
         typer.Option("--evidence", "-e", help="A bastion scan report.json (repeatable)."),
     ] = None,
+    evidence_for: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--evidence-for",
+            help=(
+                "Bind scan reports that do not say which model they measured: ASSET binds "
+                "every such --evidence report to model ASSET; ASSET=REPORT binds one report "
+                "(and adds it as evidence). Repeatable."
+            ),
+        ),
+    ] = None,
+    allow_unmatched: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unmatched",
+            help="Go on when no scan report applies to any model (they are listed as unused).",
+        ),
+    ] = False,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for gaps.html and gaps.json.")
     ] = Path("gaps"),
     top: Annotated[int, typer.Option(help="Plan rows to show in the console.")] = 15,
 ) -> None:
-    """Compare declared controls and scan evidence with the threat model."""
+    """Compare declared controls and scan evidence with the threat model.
+
+    A scan report counts only for the model it measured: the asset it was scanned for with
+    --plan, a model whose artifact (or name or id) is the report's target name, or the asset
+    given with --evidence-for. Other reports are not used, with a warning; if none applies at
+    all, gaps stops with an error unless --allow-unmatched.
+    """
     with user_errors():
         tm = build_threat_model(load_system(system))
-        ga = analyse_gaps(tm, load_controls(controls), [load_evidence(p) for p in evidence or []])
+        reports = _load_bound_evidence(list(evidence or []), list(evidence_for or []))
+        ga = analyse_gaps(tm, load_controls(controls), reports, allow_unmatched=allow_unmatched)
         paths = write_gaps(ga, out)
+    for warning in ga.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     counts = ga.counts()
     console.print(
         "  ".join(f"[{_STATUS_STYLE[s]}]{s}[/]: {n}" for s, n in counts.items()), highlight=False
@@ -117,6 +154,41 @@ def gaps(
     console.print(table)
     for kind, path in paths.items():
         console.print(f"wrote {kind}: {path}", highlight=False)
+
+
+def _load_bound_evidence(paths: list[Path], bindings: list[str]) -> list[EvidenceReport]:
+    """Read the reports, applying ``--evidence-for`` (``ASSET`` or ``ASSET=REPORT``).
+
+    ``ASSET=REPORT`` binds that report (an error if the report names another asset);
+    a bare ``ASSET`` binds every other report that names no asset of its own.
+    """
+    bare: list[str] = []
+    explicit: dict[Path, str] = {}
+    for binding in bindings:
+        name, sep, file = binding.partition("=")
+        if not name or (sep and not file):
+            raise ConfigError(f"--evidence-for {binding!r}: use ASSET or ASSET=REPORT")
+        if sep:
+            explicit[Path(file).resolve()] = name
+            if Path(file).resolve() not in {p.resolve() for p in paths}:
+                paths.append(Path(file))
+        else:
+            bare.append(name)
+    if len(bare) > 1:
+        raise ConfigError(
+            f"--evidence-for names several assets without a report ({', '.join(bare)}); "
+            "bind each report with ASSET=REPORT"
+        )
+    if bare and not paths:
+        raise ConfigError("--evidence-for binds scan reports: give them with --evidence")
+    out: list[EvidenceReport] = []
+    for path in paths:
+        asset = explicit.get(path.resolve())
+        report = load_evidence(path, bound_to=asset)
+        if asset is None and bare and report.asset is None:
+            report = report.model_copy(update={"bound_to": bare[0]})
+        out.append(report)
+    return out
 
 
 _SIGNAL_HELP = "Observed signal names, comma-separated or repeated. Known: " + ", ".join(

@@ -1,4 +1,8 @@
-"""Reading user files (YAML or JSON) into validated models, with one-line errors."""
+"""Reading user files (YAML or JSON) into validated models, and writing outputs into a folder.
+
+Reads give one-line errors. Writes go through :func:`bastion.core.files.atomic_write` (one
+file mode, never half a file) and only ever land inside the output folder the user named.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bastion.core.errors import ConfigError
+from bastion.core.files import atomic_write
 
-__all__ = ["load_model_file", "read_mapping", "validation_message"]
+__all__ = ["inside", "load_model_file", "read_mapping", "validation_message", "write_inside"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -54,3 +59,29 @@ def load_model_file(path: str | Path, model: type[M], what: str) -> M:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid {what} {path}: {validation_message(exc)}") from exc
+
+
+def inside(folder: str | Path, path: str | Path) -> Path:
+    """``path`` (relative to the working folder) resolved, if it lies in ``folder``.
+
+    ``ConfigError`` otherwise. Both are resolved first, so ``..`` components and symbolic
+    links (to a file or a folder elsewhere) cannot carry a write out of the folder the user
+    chose for outputs.
+    """
+    root = Path(folder).resolve()
+    resolved = Path(path).resolve()
+    if root not in resolved.parents:
+        raise ConfigError(f"refusing to write {path}: it resolves outside the output folder {root}")
+    return resolved
+
+
+def write_inside(folder: str | Path, name: str | Path, content: str) -> Path:
+    """Write ``content`` atomically to ``folder/name``, refusing a path that escapes ``folder``.
+
+    Returns the path as the caller named it (``folder/name``), so messages show what the user
+    asked for rather than a resolved absolute path.
+    """
+    requested = Path(folder) / name
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    atomic_write(inside(folder, requested), content)
+    return requested

@@ -10,6 +10,13 @@ For every applicable technique and model asset the result is one of:
   so the control does not (yet) do its job;
 * ``covered-unverified``: an implemented control counters it, but no scan measured it;
 * ``uncovered``: no implemented control counters it.
+
+Evidence counts only for the model it measured. A report applies to an asset when its
+``asset`` (schema 2.x: the plan's asset id, set by ``bastion scan --plan``) is that asset's id;
+when it has none, when its ``target.name`` is a name the system description gives the model
+(its ``artifact``, ``name`` or ``id``); or when the user binds it (``--evidence-for``). Anything
+else is unmatched: not used, and said so in ``warnings``, because a digits CNN's findings say
+nothing about a fraud model.
 """
 
 from __future__ import annotations
@@ -26,11 +33,13 @@ from bastion.core.errors import ConfigError, DataError
 from bastion.core.findings import Severity
 from bastion.threats._io import load_model_file, read_mapping, validation_message
 from bastion.threats.model import AssetTechnique, ThreatModel
+from bastion.threats.system import ID_PATTERN, ModelAsset, SystemDescription
 
 __all__ = [
     "Control",
     "ControlSet",
     "EvidenceFinding",
+    "EvidenceMatch",
     "EvidenceReport",
     "GapAnalysis",
     "GapEntry",
@@ -38,6 +47,7 @@ __all__ = [
     "analyse_gaps",
     "load_controls",
     "load_evidence",
+    "match_evidence",
 ]
 
 
@@ -55,7 +65,6 @@ _OPEN_SHARE = {
     GapStatus.COVERED_UNVERIFIED: 0.5,
     GapStatus.COVERED_MEASURED: 0.1,
 }
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class Control(BaseModel):
@@ -63,7 +72,7 @@ class Control(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=ID_PATTERN)
     name: str
     description: str = ""
     implements: tuple[str, ...] = Field(
@@ -126,30 +135,124 @@ class EvidenceFinding(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
+class EvidenceTarget(BaseModel):
+    """The part of a report's ``target`` that says which model was scanned."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str | None = None
+
+
 class EvidenceReport(BaseModel):
-    """A scan report (``report.json``), reduced to its schema version and findings."""
+    """A scan report (``report.json``), reduced to what gap analysis needs.
+
+    Schema 1.x and 2.x reports share ``findings``; 2.x adds a top-level ``asset`` (the plan's
+    asset id when scanned with ``--plan``, else null). ``bound_to`` is an asset the user bound
+    the report to (``--evidence-for``), for a report that does not say which asset it measured.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     schema_version: str
     findings: tuple[EvidenceFinding, ...] = ()
+    asset: str | None = None
+    target: EvidenceTarget = EvidenceTarget()
     source: str = ""
+    bound_to: str | None = None
 
 
-def load_evidence(path: str | Path) -> EvidenceReport:
-    """Read a scan report; ``DataError`` if it is not a bastion report of schema 1.x."""
+_SCHEMAS = ("1.", "2.")
+
+
+def load_evidence(path: str | Path, *, bound_to: str | None = None) -> EvidenceReport:
+    """Read a scan report; ``DataError`` if it is not a bastion report of schema 1.x or 2.x.
+
+    ``bound_to``: the asset id the user says the report measured (``--evidence-for``);
+    ``ConfigError`` when the report itself names another asset.
+    """
     raw = read_mapping(path, "scan report")
     version = str(raw.get("schema_version", ""))
-    if not version.startswith("1."):
+    if not version.startswith(_SCHEMAS):
         raise DataError(
-            f"{path} is not a bastion scan report of schema 1.x "
+            f"{path} is not a bastion scan report of schema 1.x or 2.x "
             f"(schema_version={version or 'missing'})"
         )
+    if version.startswith("1."):
+        raw = {k: v for k, v in raw.items() if k != "asset"}  # 1.x has no asset field
+    if not isinstance(raw.get("target"), dict):
+        raw = {**raw, "target": {}}
     try:
-        report = EvidenceReport.model_validate({**raw, "source": str(path)})
+        report = EvidenceReport.model_validate({**raw, "source": str(path), "bound_to": bound_to})
     except ValidationError as exc:
         raise DataError(f"invalid scan report {path}: {validation_message(exc)}") from exc
+    if bound_to is not None and report.asset not in (None, bound_to):
+        raise ConfigError(
+            f"scan report {path} was made for asset {report.asset!r}; it cannot be bound to "
+            f"{bound_to!r}"
+        )
     return report
+
+
+@dataclass(frozen=True)
+class EvidenceMatch:
+    """Which assets one report applies to, and why (or why none)."""
+
+    report: str
+    assets: tuple[str, ...]
+    matched_by: str
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "report": self.report,
+            "assets": list(self.assets),
+            "matched_by": self.matched_by,
+            "reason": self.reason,
+        }
+
+
+def match_evidence(system: SystemDescription, report: EvidenceReport) -> EvidenceMatch:
+    """The model assets of ``system`` that ``report`` measured (see the module docstring)."""
+    models = {m.id: m for m in system.assets.models}
+    if report.asset:
+        if report.asset in models:
+            return EvidenceMatch(report.source, (report.asset,), "asset", "scanned for the asset")
+        return EvidenceMatch(
+            report.source,
+            (),
+            "none",
+            f"it was scanned for asset {report.asset!r}, which {system.name!r} does not have "
+            f"(models: {', '.join(models)})",
+        )
+    if report.bound_to is not None:
+        if report.bound_to in models:
+            return EvidenceMatch(
+                report.source, (report.bound_to,), "bound", "bound with --evidence-for"
+            )
+        raise ConfigError(
+            f"--evidence-for names {report.bound_to!r}, which is not a model of {system.name!r} "
+            f"(models: {', '.join(models)})"
+        )
+    name = report.target.name
+    if name:
+        hits = tuple(m.id for m in models.values() if name in _names(m))
+        if hits:
+            return EvidenceMatch(report.source, hits, "target-name", f"target {name!r}")
+        why = f"its target {name!r} is not the artifact, name or id of a model"
+    else:
+        why = "it names no asset and no target"
+    return EvidenceMatch(
+        report.source,
+        (),
+        "none",
+        f"{why} (models of {system.name!r}: {', '.join(models)}); declare the model's "
+        "artifact, scan with --plan, or bind it with --evidence-for ASSET",
+    )
+
+
+def _names(model: ModelAsset) -> set[str]:
+    """The names a scan report's target may carry for ``model``."""
+    return {n for n in (model.id, model.name, model.artifact) if n}
 
 
 @dataclass(frozen=True)
@@ -196,6 +299,14 @@ class GapAnalysis:
     system: str
     entries: tuple[GapEntry, ...]
     reports: tuple[str, ...]
+    matches: tuple[EvidenceMatch, ...] = ()
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """One line per scan report that was not used, naming it and saying why."""
+        return tuple(
+            f"scan report {m.report} not used: {m.reason}" for m in self.matches if not m.assets
+        )
 
     def entry(self, technique: str, asset: str | None = None) -> GapEntry:
         for e in self.entries:
@@ -220,6 +331,8 @@ class GapAnalysis:
             "schema_version": "1.0",
             "system": self.system,
             "evidence_reports": list(self.reports),
+            "evidence": [m.as_dict() for m in self.matches],
+            "warnings": list(self.warnings),
             "summary": self.counts(),
             "entries": [e.as_dict() for e in self.entries],
             "plan": [
@@ -275,21 +388,41 @@ def analyse_gaps(
     controls: ControlSet,
     evidence: list[EvidenceReport] | None = None,
     catalog: Catalog | None = None,
+    *,
+    allow_unmatched: bool = False,
 ) -> GapAnalysis:
-    """Classify every applicable (technique, asset) of ``threat_model`` against the controls."""
+    """Classify every applicable (technique, asset) of ``threat_model`` against the controls.
+
+    Each report counts only for the assets it measured (:func:`match_evidence`); the others
+    are listed in ``warnings``. When reports were given and none applies to any asset, the
+    user most likely passed the wrong file, so that is a ``DataError`` unless
+    ``allow_unmatched`` (then the analysis goes on as if no evidence had been given).
+    """
     catalog = catalog or load_catalog()
     controls.check(catalog)
     reports = list(evidence or [])
-    entries = []
-    for f in threat_model.findings:
-        # Consequences (External Harms) follow from other techniques; controls act on those.
-        if not f.consequence:
-            entries.append(_entry(catalog, f, controls, reports))
+    matches = [match_evidence(threat_model.system, r) for r in reports]
+    if reports and not any(m.assets for m in matches) and not allow_unmatched:
+        first = matches[0]
+        more = f" (and {len(matches) - 1} more report(s))" if len(matches) > 1 else ""
+        raise DataError(
+            f"no scan report applies to {threat_model.system.name!r}: {first.report}: "
+            f"{first.reason}{more}; pass --allow-unmatched to go on without it"
+        )
+    per_asset: dict[str, list[EvidenceReport]] = {}
+    for report, match in zip(reports, matches, strict=True):
+        for asset in match.assets:
+            per_asset.setdefault(asset, []).append(report)
+    # Harms (External Harms) are not findings: they follow from the techniques controls act on.
+    entries = [
+        _entry(catalog, f, controls, per_asset.get(f.asset, [])) for f in threat_model.findings
+    ]
     entries.sort(key=lambda e: (-e.risk, e.technique, e.asset))
     return GapAnalysis(
         system=threat_model.system.name,
         entries=tuple(entries),
         reports=tuple(r.source for r in reports),
+        matches=tuple(matches),
     )
 
 

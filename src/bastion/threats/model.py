@@ -1,21 +1,33 @@
 """Threat modeling: from a system description to ranked techniques, attack paths, prioritized
-mitigations and an assessment plan."""
+mitigations, the harms that would follow (impact) and an assessment plan.
+
+Harms (ATLAS External Harms, ``AML.T0048.*``) are what the business loses when the ranked
+techniques succeed. They are not techniques to mitigate or measure, so they are reported
+apart, as :class:`HarmImpact`, and never enter the ranking, the mitigations, the gap analysis
+or the assessment plan.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.catalog import Catalog, load_catalog
+from bastion.catalog import Catalog, Technique, load_catalog
 from bastion.catalog.coverage import registered_attacks
 from bastion.core.registry import ATTACKS
 from bastion.core.threat import Access, Norm
 from bastion.threats.plan import AssessmentPlan, PlanItem
-from bastion.threats.scoring import RiskScored, Score, score_surfaces, score_technique
-from bastion.threats.system import Exposure, ModelAsset, SystemDescription
+from bastion.threats.scoring import (
+    RiskScored,
+    is_consequence,
+    score_surfaces,
+    score_technique,
+)
+from bastion.threats.system import Exposure, Level, ModelAsset, SystemDescription
 
 __all__ = [
     "AssetTechnique",
+    "HarmImpact",
     "PathScore",
     "PrioritizedMitigation",
     "ThreatModel",
@@ -49,7 +61,6 @@ class AssetTechnique(RiskScored):
     harms: tuple[str, ...]
     enabler: bool
     attacks: tuple[str, ...]
-    consequence: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -59,13 +70,55 @@ class AssetTechnique(RiskScored):
             "tactics": list(self.tactics),
             "harms": list(self.harms),
             "enabler": self.enabler,
-            "consequence": self.consequence,
             "likelihood": self.likelihood,
             "impact": self.impact,
             "risk": self.risk,
             "band": self.band,
             "reasons": list(self.reasons),
             "attacks": list(self.attacks),
+        }
+
+
+@dataclass(frozen=True)
+class HarmImpact:
+    """A harm outside the system that would follow, for one model asset, and why.
+
+    ``level`` is the business impact the system description gives the properties through which
+    the harm follows; ``likelihood`` that of the likeliest technique leading to it; ``via``
+    (and ``via_names``) those techniques, highest risk first.
+    """
+
+    harm: str
+    name: str
+    asset: str
+    level: Level
+    likelihood: int
+    properties: tuple[str, ...]
+    via: tuple[str, ...]
+    via_names: tuple[str, ...]
+    description: str
+
+    @property
+    def reason(self) -> str:
+        pairs = zip(self.via_names[:3], self.via[:3], strict=True)
+        shown = ", ".join(f"{name} ({tid})" for name, tid in pairs)
+        more = len(self.via) - 3
+        return (
+            f"follows from {shown}{f' and {more} more' if more > 0 else ''}, which harm "
+            f"{' and '.join(self.properties)}; the system rates that impact {self.level.value}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "harm": self.harm,
+            "name": self.name,
+            "asset": self.asset,
+            "level": self.level.value,
+            "likelihood": self.likelihood,
+            "properties": list(self.properties),
+            "via": list(self.via),
+            "reason": self.reason,
+            "description": self.description,
         }
 
 
@@ -133,6 +186,7 @@ class ThreatModel:
     mitigations: tuple[PrioritizedMitigation, ...]
     plan: AssessmentPlan
     surfaces: dict[str, dict[str, tuple[int, str]]] = field(default_factory=dict)
+    impacts: tuple[HarmImpact, ...] = ()
 
     @property
     def techniques(self) -> tuple[AssetTechnique, ...]:
@@ -158,9 +212,14 @@ class ThreatModel:
             "schema_version": "1.0",
             "system": {"name": self.system.name, "description": self.system.description},
             "impact": self.system.impact.model_dump(mode="json"),
-            "summary": {"techniques": len(self.techniques), "by_band": counts},
+            "summary": {
+                "techniques": len(self.techniques),
+                "by_band": counts,
+                "harms": len({i.harm for i in self.impacts}),
+            },
             "techniques": [t.as_dict() for t in self.techniques],
             "findings": [f.as_dict() for f in self.findings],
+            "impacts": [i.as_dict() for i in self.impacts],
             "paths": [p.as_dict() for p in self.paths],
             "mitigations": [m.as_dict() for m in self.mitigations],
             "surfaces": {
@@ -176,34 +235,22 @@ def build_threat_model(system: SystemDescription, catalog: Catalog | None = None
     catalog = catalog or load_catalog()
     attacks_known = set(registered_attacks())
     findings: list[AssetTechnique] = []
+    impacts: list[HarmImpact] = []
     surfaces_out: dict[str, dict[str, tuple[int, str]]] = {}
+    harms = [t for t in catalog.techniques.values() if is_consequence(t)]
     for model in system.assets.models:
         surfaces = score_surfaces(system, model)
         surfaces_out[model.id] = {k: (v.value, v.reason) for k, v in surfaces.items()}
-        scored: dict[str, Score] = {}
-        outcome_based = []
+        mine: list[AssetTechnique] = []
         for tech in catalog.techniques.values():
-            if "outcome" in tech.surfaces:
-                outcome_based.append(tech)
+            if is_consequence(tech):
                 continue
-            scored[tech.id] = score_technique(tech, surfaces, system, model, catalog)
-        outcome = max(
-            (
-                s.likelihood
-                for tid, s in scored.items()
-                if s.applicable and not catalog.techniques[tid].enabler
-            ),
-            default=0,
-        )
-        for tech in outcome_based:
-            scored[tech.id] = score_technique(tech, surfaces, system, model, catalog, outcome)
-        for tid, s in scored.items():
+            s = score_technique(tech, surfaces, system, model, catalog)
             if not s.applicable:
                 continue
-            tech = catalog.techniques[tid]
-            findings.append(
+            mine.append(
                 AssetTechnique(
-                    technique=tid,
+                    technique=tech.id,
                     name=tech.name,
                     asset=model.id,
                     likelihood=s.likelihood,
@@ -213,19 +260,62 @@ def build_threat_model(system: SystemDescription, catalog: Catalog | None = None
                     harms=tuple(h.value for h in tech.harms),
                     enabler=tech.enabler,
                     attacks=tuple(a for a in tech.attacks if a in attacks_known),
-                    consequence="outcome" in tech.surfaces,
                 )
             )
+        findings.extend(mine)
+        impacts.extend(_impacts(catalog, harms, system, model, mine))
     findings.sort(key=lambda f: (*_rank(f), f.asset))
-    paths = _score_paths(catalog, findings)
+    impacts.sort(key=lambda i: (-i.level.score, -i.likelihood, i.harm, i.asset))
+    paths = _score_paths(catalog, findings, impacts)
     mitigations = _prioritize(catalog, findings)
     plan = _plan(system, findings)
-    return ThreatModel(system, tuple(findings), paths, mitigations, plan, surfaces_out)
+    return ThreatModel(
+        system, tuple(findings), paths, mitigations, plan, surfaces_out, tuple(impacts)
+    )
 
 
-def _rank(f: AssetTechnique) -> tuple[int, bool, bool, str]:
-    # Highest risk first; at equal risk, direct techniques before enablers and consequences.
-    return (-f.risk, f.consequence, f.enabler, f.technique)
+def _impacts(
+    catalog: Catalog,
+    harms: list[Technique],
+    system: SystemDescription,
+    model: ModelAsset,
+    findings: list[AssetTechnique],
+) -> list[HarmImpact]:
+    """The harms that follow for ``model``: each through the properties applicable techniques
+    harm. A harm whose own sub-harms are in the catalog is the umbrella of those and is left out
+    (the sub-harms say more)."""
+    umbrellas = {h.parent for h in harms if h.parent}
+    direct = sorted((f for f in findings if not f.enabler and f.harms), key=_rank)
+    levels = system.impact_for(model)
+    out = []
+    for harm in harms:
+        if harm.id in umbrellas:
+            continue
+        props = tuple(h.value for h in harm.harms)
+        via = [f for f in direct if set(f.harms) & set(props)]
+        if not via:
+            continue
+        through = tuple(p for p in props if any(p in f.harms for f in via))
+        out.append(
+            HarmImpact(
+                harm=harm.id,
+                name=harm.name,
+                asset=model.id,
+                level=max((levels.of(p) for p in through), key=lambda lv: lv.score),
+                likelihood=max(f.likelihood for f in via),
+                properties=through,
+                via=tuple(f.technique for f in via),
+                via_names=tuple(f.name for f in via),
+                description=harm.description,
+            )
+        )
+    return out
+
+
+def _rank(f: AssetTechnique) -> tuple[int, int, bool, str]:
+    # Highest risk first; at equal risk, the likelier first (it is the one that can be done
+    # now), then direct techniques before enablers.
+    return (-f.risk, -f.likelihood, f.enabler, f.technique)
 
 
 def _step_tactic(catalog: Catalog, technique_id: str, last: bool) -> str:
@@ -235,17 +325,33 @@ def _step_tactic(catalog: Catalog, technique_id: str, last: bool) -> str:
     return catalog.tactics[tactics[0]].name if tactics else ""
 
 
-def _score_paths(catalog: Catalog, findings: list[AssetTechnique]) -> tuple[PathScore, ...]:
+def _score_paths(
+    catalog: Catalog, findings: list[AssetTechnique], impacts: list[HarmImpact]
+) -> tuple[PathScore, ...]:
+    """Paths whose every step applies to one asset. A step may be a harm (the path's end): it
+    applies when that harm follows for the asset, and it adds its business impact, not a
+    likelihood (it is not an act of the adversary)."""
     by_asset: dict[str, dict[str, AssetTechnique]] = {}
     for f in findings:
         by_asset.setdefault(f.asset, {})[f.technique] = f
+    harms_by_asset: dict[str, dict[str, HarmImpact]] = {}
+    for i in impacts:
+        harms_by_asset.setdefault(i.asset, {})[i.harm] = i
     out = []
     for path in catalog.paths.values():
         for asset, scored in by_asset.items():
-            if not all(step in scored for step in path.steps):
+            harms = harms_by_asset.get(asset, {})
+            if not all(step in scored or step in harms for step in path.steps):
+                continue
+            acts = [scored[s] for s in path.steps if s in scored]
+            if not acts:
                 continue
             steps = tuple(
-                (s, scored[s].name, _step_tactic(catalog, s, i == len(path.steps) - 1))
+                (
+                    s,
+                    scored[s].name if s in scored else harms[s].name,
+                    _step_tactic(catalog, s, i == len(path.steps) - 1),
+                )
                 for i, s in enumerate(path.steps)
             )
             out.append(
@@ -255,11 +361,14 @@ def _score_paths(catalog: Catalog, findings: list[AssetTechnique]) -> tuple[Path
                     description=path.description,
                     asset=asset,
                     steps=steps,
-                    likelihood=min(scored[s].likelihood for s in path.steps),
-                    impact=max(scored[s].impact for s in path.steps),
+                    likelihood=min(a.likelihood for a in acts),
+                    impact=max(
+                        [a.impact for a in acts]
+                        + [harms[s].level.score for s in path.steps if s in harms]
+                    ),
                 )
             )
-    out.sort(key=lambda p: (-p.risk, p.path, p.asset))
+    out.sort(key=lambda p: (-p.risk, -p.likelihood, p.path, p.asset))
     return tuple(out)
 
 
@@ -273,8 +382,8 @@ def _prioritize(
     out = []
     for mit in catalog.mitigations.values():
         countered = [worst[t] for t in worst if set(catalog.lineage(t)) & set(mit.techniques)]
-        # Score by the direct techniques it stops; enablers and consequences only break ties.
-        countered = [c for c in countered if not (c.enabler or c.consequence)] or countered
+        # Score by the direct techniques it stops; enablers only count when nothing else does.
+        countered = [c for c in countered if not c.enabler] or countered
         if not countered:
             continue
         top = min((c.band for c in countered), key=_BAND_ORDER.__getitem__)

@@ -14,9 +14,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.core.errors import ConfigError
+from bastion.core.files import atomic_write
 from bastion.core.registry import ATTACKS
 from bastion.core.threat import Access, Norm
-from bastion.threats._io import load_model_file
+from bastion.threats._io import inside, load_model_file
+from bastion.threats.system import ID_PATTERN
 
 __all__ = ["AssessmentPlan", "PlanItem", "load_plan", "save_plan"]
 
@@ -26,7 +28,11 @@ class PlanItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    asset: str = Field(description="id of the model asset in the system description")
+    # The asset id names the folder ``bastion scan --plan`` writes this item's reports into, so
+    # it must be a plain id (as in the system description), never a path such as ``../x``.
+    asset: str = Field(
+        pattern=ID_PATTERN, description="id of the model asset in the system description"
+    )
     techniques: tuple[str, ...] = Field(min_length=1, description="ATLAS ids being measured")
     attacks: tuple[str, ...] = Field(min_length=1, description="bastion attack registry names")
     access: Access = Field(description="the access a real adversary would have")
@@ -67,12 +73,19 @@ def load_plan(path: str | Path, *, check_attacks: bool = True) -> AssessmentPlan
     return plan
 
 
-def save_plan(plan: AssessmentPlan, path: str | Path) -> Path:
-    """Write ``plan`` as JSON (``.json``) or YAML (any other suffix)."""
+def save_plan(plan: AssessmentPlan, path: str | Path, *, within: str | Path | None = None) -> Path:
+    """Write ``plan`` as JSON (``.json``) or YAML (any other suffix), atomically.
+
+    ``within``: the output folder the plan must land in; a ``path`` resolving elsewhere (through
+    ``..`` or a symbolic link) is refused with ``ConfigError``. Without it, ``path`` is taken as
+    the user's explicit choice of file.
+    """
     p = Path(path)
+    target = inside(within, p) if within is not None else p
     data = plan.model_dump(mode="json")
     if p.suffix.lower() == ".json":
-        p.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+        text = json.dumps(data, indent=2) + "\n"
     else:
-        p.write_text(yaml.safe_dump(data, sort_keys=False), "utf-8")
+        text = yaml.safe_dump(data, sort_keys=False)
+    atomic_write(target, text)
     return p

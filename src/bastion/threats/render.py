@@ -9,6 +9,7 @@ from typing import Any
 import jinja2
 
 from bastion.catalog import Catalog, load_catalog
+from bastion.threats._io import write_inside
 from bastion.threats.gaps import GapAnalysis, GapEntry
 from bastion.threats.model import ThreatModel
 from bastion.threats.plan import save_plan
@@ -23,8 +24,17 @@ __all__ = [
     "write_threat_model",
 ]
 
-BAND_COLOURS = {"critical": "#b91c1c", "high": "#ea580c", "medium": "#ca8a04", "low": "#16a34a"}
+# The same colours as the HTML badges, dark enough for white text at WCAG AA (4.5:1).
+BAND_COLOURS = {"critical": "#b91c1c", "high": "#c2410c", "medium": "#a16207", "low": "#15803d"}
 _TOP_MITIGATIONS = 25
+# Badge class of a business impact level (the band colours; "none" shows as low).
+_LEVEL_CLASS = {
+    "critical": "critical",
+    "high": "high",
+    "medium": "medium",
+    "low": "low",
+    "none": "low",
+}
 
 
 def _env(autoescape: bool) -> jinja2.Environment:
@@ -62,7 +72,13 @@ def render_threat_model_html(tm: ThreatModel) -> str:
     return (
         _env(True)
         .get_template("threat_model.html.j2")
-        .render(tm=tm, counts=_counts(tm), version=_version(), top_mitigations=_TOP_MITIGATIONS)
+        .render(
+            tm=tm,
+            counts=_counts(tm),
+            version=_version(),
+            top_mitigations=_TOP_MITIGATIONS,
+            level_class=_LEVEL_CLASS,
+        )
     )
 
 
@@ -115,19 +131,15 @@ def navigator_layer(tm: ThreatModel, catalog: Catalog | None = None) -> dict[str
 def write_threat_model(tm: ThreatModel, out_dir: str | Path) -> dict[str, Path]:
     """Write Markdown, HTML, JSON, the Navigator layer and the assessment plan into ``out_dir``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {
-        "markdown": out / "threat-model.md",
-        "html": out / "threat-model.html",
-        "json": out / "threat-model.json",
-        "navigator": out / "navigator-layer.json",
-        "plan": out / "assessment-plan.json",
+        "markdown": write_inside(out, "threat-model.md", render_threat_model_markdown(tm)),
+        "html": write_inside(out, "threat-model.html", render_threat_model_html(tm)),
+        "json": write_inside(out, "threat-model.json", json.dumps(tm.as_dict(), indent=2) + "\n"),
+        "navigator": write_inside(
+            out, "navigator-layer.json", json.dumps(navigator_layer(tm), indent=2) + "\n"
+        ),
     }
-    paths["markdown"].write_text(render_threat_model_markdown(tm), "utf-8")
-    paths["html"].write_text(render_threat_model_html(tm), "utf-8")
-    paths["json"].write_text(json.dumps(tm.as_dict(), indent=2) + "\n", "utf-8")
-    paths["navigator"].write_text(json.dumps(navigator_layer(tm), indent=2) + "\n", "utf-8")
-    save_plan(tm.plan, paths["plan"])
+    paths["plan"] = save_plan(tm.plan, out / "assessment-plan.json", within=out)
     return paths
 
 
@@ -169,8 +181,7 @@ def render_gaps_html(ga: GapAnalysis, catalog: Catalog | None = None) -> str:
 def write_gaps(ga: GapAnalysis, out_dir: str | Path) -> dict[str, Path]:
     """Write the gap matrix (HTML) and the full analysis (JSON) into ``out_dir``."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"html": out / "gaps.html", "json": out / "gaps.json"}
-    paths["html"].write_text(render_gaps_html(ga), "utf-8")
-    paths["json"].write_text(json.dumps(ga.as_dict(), indent=2) + "\n", "utf-8")
-    return paths
+    return {
+        "html": write_inside(out, "gaps.html", render_gaps_html(ga)),
+        "json": write_inside(out, "gaps.json", json.dumps(ga.as_dict(), indent=2) + "\n"),
+    }

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from bastion.core.errors import ConfigError
+from bastion.threats._io import write_inside
 from bastion.threats.gaps import ControlSet
 from bastion.threats.plan import AssessmentPlan
 from bastion.threats.system import SystemDescription
@@ -56,14 +57,12 @@ def shipped_schema(name: str) -> dict[str, Any]:
 
 
 def write_schemas(out_dir: str | Path) -> list[Path]:
+    """Write every schema into ``out_dir`` (atomically, inside it) and return the paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in SCHEMAS:
-        path = out / f"{name}.schema.json"
-        path.write_text(json.dumps(generate_schema(name), indent=2) + "\n", "utf-8")
-        written.append(path)
-    return written
+    return [
+        write_inside(out, f"{name}.schema.json", json.dumps(generate_schema(name), indent=2) + "\n")
+        for name in SCHEMAS
+    ]
 
 
 if __name__ == "__main__":

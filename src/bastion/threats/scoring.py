@@ -6,10 +6,18 @@ The scoring is deliberately simple and explainable (docs/threat-modeling.md):
   physical scene, ...) gets an exposure score from 0 (absent) to 5 (wide open), derived from
   the system description, with a sentence saying why.
 * A technique needs some surfaces (its catalog ``surfaces``: all required, ``a|b`` meaning
-  either). Its **likelihood** (1-5) is that of its weakest requirement; 0 means it does not apply.
+  either). Its **likelihood** (1-5) is that of its weakest requirement, one step lower when
+  ATLAS has only seen it demonstrated and two when only shown feasible; 0: it does not apply.
 * Its **impact** (1-5) is the worst business impact among the properties it harms; techniques
   that only prepare others (enablers) have impact 2.
-* **risk** = likelihood x impact (1-25), banded: critical >= 20, high >= 12, medium >= 6, low.
+* **risk** = likelihood x impact (1-25), banded: critical when the adversary can act at will
+  (likelihood 5) and the harm is at least high (impact >= 4); otherwise high >= 12,
+  medium >= 6, low below. The critical band is what to act on this week, so it is kept to the
+  handful of techniques an adversary can use now to do serious damage.
+
+External Harms (the catalog's ``outcome`` techniques, ``AML.T0048.*``) are not scored here:
+they are consequences of the other techniques, and :mod:`bastion.threats.model` reports them
+as the system's impact rather than as techniques to mitigate.
 """
 
 from __future__ import annotations
@@ -27,7 +35,16 @@ from bastion.threats.system import (
     SystemDescription,
 )
 
-__all__ = ["Score", "SurfaceScore", "band", "score_surfaces", "score_technique"]
+__all__ = [
+    "CRITICAL_IMPACT",
+    "CRITICAL_LIKELIHOOD",
+    "Score",
+    "SurfaceScore",
+    "band",
+    "is_consequence",
+    "score_surfaces",
+    "score_technique",
+]
 
 ENABLER_IMPACT = 2
 
@@ -62,8 +79,19 @@ _THIRD_PARTY = (
     DataSource.PURCHASED,
     DataSource.PARTNER,
 )
-# Techniques only shown in research are a step less likely than those seen in demos or the wild.
-_MATURITY_SHIFT = {"feasible": -1, "demonstrated": 0, "realized": 0}
+# What ATLAS has seen decides how likely a technique is beyond the system's exposure: one seen
+# in the wild (realized) keeps its exposure, one only shown in demonstrations or red teams is
+# a step less likely, one only shown feasible in research two steps. Without this, every
+# technique needing an open surface would tie at the top and the critical band would swell.
+_MATURITY_SHIFT = {"feasible": -2, "demonstrated": -1, "realized": 0}
+_MATURITY_TEXT = {
+    "feasible": "ATLAS rates it feasible (research only): two steps less likely",
+    "demonstrated": "ATLAS rates it demonstrated (not yet seen in the wild): one step less likely",
+}
+# The likelihood at which an adversary can act at will, and the impact at which the harm is
+# serious: critical needs both.
+CRITICAL_LIKELIHOOD = 5
+CRITICAL_IMPACT = 4
 _CADENCE_SHIFT = {
     Cadence.NEVER: -1,
     Cadence.YEARLY: 0,
@@ -75,9 +103,20 @@ _CADENCE_SHIFT = {
 }
 
 
-def band(risk: int) -> str:
-    """The risk band of a 1-25 risk score."""
-    if risk >= 20:
+def is_consequence(technique: Technique) -> bool:
+    """Whether ``technique`` is a harm that follows from others (External Harms), not an act."""
+    return "outcome" in technique.surfaces
+
+
+def band(likelihood: int, impact: int) -> str:
+    """The risk band of a likelihood and an impact (each 1-5).
+
+    Critical is not a risk threshold: a risk of 20 reached by a likely (4) technique with
+    critical impact is high, because "critical" means act this week, which is for what an
+    adversary can do at will now (likelihood 5) with at least high impact.
+    """
+    risk = likelihood * impact
+    if likelihood >= CRITICAL_LIKELIHOOD and impact >= CRITICAL_IMPACT:
         return "critical"
     if risk >= 12:
         return "high"
@@ -102,7 +141,7 @@ class RiskScored:
 
     @property
     def band(self) -> str:
-        return band(self.risk)
+        return band(self.likelihood, self.impact)
 
 
 @dataclass(frozen=True)
@@ -251,22 +290,24 @@ def score_technique(
     system: SystemDescription,
     model: ModelAsset,
     catalog: Catalog,
-    outcome: int = 0,
 ) -> Score:
-    """Score ``technique`` against the surfaces of ``model`` (``outcome``: for External Harms)."""
+    """Score ``technique`` against the surfaces of ``model``.
+
+    Consequences (``outcome`` techniques) are not scored: ``Score`` 0 with a reason, since they
+    follow from other techniques (see :func:`bastion.threats.model.build_threat_model`).
+    """
     likelihood = 5
     reasons: list[str] = []
     kinds = technique.prerequisites.data_kinds
     if "any" not in kinds and model.data_kind not in kinds:
         return Score(0, 0, (f"does not apply to {model.data_kind} data",))
+    if is_consequence(technique):
+        return Score(0, 0, ("a consequence of other techniques, reported as impact",))
     for requirement in technique.surfaces:
         best_value, best_reason = 0, ""
         for alt in requirement.split("|"):
-            if alt == "outcome":
-                value, reason = outcome, "follows from the other techniques that apply"
-            else:
-                s = surfaces[alt]
-                value, reason = s.value, f"{alt}: {s.reason}"
+            s = surfaces[alt]
+            value, reason = s.value, f"{alt}: {s.reason}"
             if value > best_value:
                 best_value, best_reason = value, reason
         likelihood = min(likelihood, best_value)
@@ -277,7 +318,7 @@ def score_technique(
     shift = _MATURITY_SHIFT[technique.maturity]
     if shift:
         likelihood = _clamp(likelihood + shift)
-        reasons.append(f"ATLAS rates it {technique.maturity}: one step less likely")
+        reasons.append(_MATURITY_TEXT[technique.maturity])
     impact_levels = system.impact_for(model)
     if technique.enabler or not technique.harms:
         impact = ENABLER_IMPACT

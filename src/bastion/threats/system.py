@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from bastion.threats._io import load_model_file
 
 __all__ = [
+    "ID_PATTERN",
     "Assets",
     "Cadence",
     "Caller",
@@ -103,7 +104,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# Asset ids name files (a scan with --plan writes one report folder per asset), so they are a
+# single safe path component: no separators, no leading dot, nothing a shell or a path resolves.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class Impact(_Strict):
@@ -123,8 +126,16 @@ class Impact(_Strict):
 class ModelAsset(_Strict):
     """A trained model."""
 
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=ID_PATTERN)
     name: str = ""
+    artifact: str | None = Field(
+        default=None,
+        description=(
+            "the name a bastion scan report gives this model as its target (a zoo name such "
+            "as fraud-mlp, a model file's name such as model.onnx, or an endpoint URL), so "
+            "gap analysis can match scan evidence to it"
+        ),
+    )
     description: str = ""
     data_kind: Literal["image", "tabular", "audio", "text", "video", "timeseries"]
     task: str = "classification"
@@ -147,7 +158,7 @@ class ModelAsset(_Strict):
 class DatasetAsset(_Strict):
     """A dataset used for training or evaluation."""
 
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=ID_PATTERN)
     name: str = ""
     description: str = ""
     sources: tuple[DataSource, ...] = Field(min_length=1)
@@ -157,7 +168,7 @@ class DatasetAsset(_Strict):
 class PipelineAsset(_Strict):
     """A training or deployment pipeline."""
 
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=ID_PATTERN)
     name: str = ""
     description: str = ""
     produces: tuple[str, ...] = Field(default=(), description="ids of model assets it builds")
@@ -169,7 +180,7 @@ class PipelineAsset(_Strict):
 class EndpointAsset(_Strict):
     """A way to query a model: an API, a partner integration or an app on a device."""
 
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=ID_PATTERN)
     name: str = ""
     description: str = ""
     model: str = Field(description="id of the model asset it serves")

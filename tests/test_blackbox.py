@@ -79,7 +79,7 @@ def test_budget_stops_black_box_attack(predict_server: str, digits: Any) -> None
 
 def test_threat_query_budget_caps_queries_per_input(sk_target: SklearnTarget, digits: Any) -> None:
     x, y = digits[0][:30], digits[1][:30]
-    threat = Threat(epsilons=(0.03,), query_budget=25)
+    threat = Threat(epsilons=(0.03,), queries_per_input=25)
     result = SquareAttack(max_queries=1000).run(sk_target, x, y, threat)
     assert result.queries_per_sample is not None
     assert int(result.queries_per_sample.max()) <= 25

@@ -311,17 +311,10 @@ def test_scan_exported_program(
         demo[0].model, (torch.rand(2, 1, 8, 8),), dynamic_shapes={"x": {0: batch}}
     )
     torch.export.save(program, str(path))
-    code, _, err = run(
-        capsys,
-        "scan",
-        "--target",
-        str(path),
-        "--data",
-        "digits",
-        "--out",
-        str(tmp_path / "r"),
-        *FAST,
-    )
+    args = ["scan", "--target", str(path), "--data", "digits", "--out", str(tmp_path / "r")]
+    code, _, err = run(capsys, *args, *FAST)
+    assert code == 2 and "torch.export" in err and "--trust" in err
+    code, _, err = run(capsys, *args, "--trust", *FAST)
     assert code == 0, err
     assert _valid(tmp_path / "r" / "report.json")["target"]["access"] == "white-box"
 

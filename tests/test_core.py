@@ -49,7 +49,7 @@ def test_importing_light_parts_does_not_import_torch() -> None:
 
 class TestThreat:
     def test_roundtrip(self) -> None:
-        threat = Threat(norm="l2", epsilons=(0.5, 1.0), targeted=True, query_budget=100)
+        threat = Threat(norm="l2", epsilons=(0.5, 1.0), targeted=True, queries_per_input=100)
         again = Threat.model_validate_json(threat.model_dump_json())
         assert again == threat
         assert json.loads(threat.model_dump_json())["norm"] == "l2"

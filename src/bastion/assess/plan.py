@@ -64,7 +64,7 @@ def scan_plan(
             norm=item.norm,
             epsilons=item.epsilons,
             knowledge=item.access,
-            query_budget=item.query_budget,
+            queries_per_input=item.query_budget,
         )
         result = scan(
             target,

@@ -142,10 +142,12 @@ class ScanResult:
         return to_assessment(self)
 
 
-def default_attacks(target: Target, threat: Threat) -> list[Entry]:
+def default_attacks(target: Target, threat: Threat | Norm) -> list[Entry]:
     """The evasion attacks a scan runs, cheapest first: every one that the target's access
-    and the adversary's knowledge allow under the threat's norm."""
+    and the adversary's knowledge allow under the threat's norm (or under ``threat``, a norm)."""
     load_plugins()
+    if isinstance(threat, Norm):
+        threat = Threat(norm=threat)
     access = target.access if target.access.rank <= threat.knowledge.rank else threat.knowledge
     return ATTACKS.select(norm=threat.norm, access=access, family="evasion")
 

@@ -76,7 +76,7 @@ class Threat(BaseModel):
     0.1
     """
 
-    model_config = ConfigDict(frozen=True, use_enum_values=False)
+    model_config = ConfigDict(frozen=True, use_enum_values=False, extra="forbid")
 
     norm: Norm = Norm.LINF
     epsilons: tuple[float, ...] = Field(default=(0.3,), min_length=1)

@@ -834,8 +834,12 @@ def to_assessment(result: ScanResult) -> Assessment:
         chosen = [e for e in result.examples if e.epsilon == show]
         names = result.class_names
         if chosen and chosen[0].clean.ndim >= 2:
-            lo_b, hi_b = result.target["bounds"]
-            scale = lambda a: (a - lo_b) / (hi_b - lo_b)
+            lo_b, hi_b = (float(b) for b in result.target["bounds"])
+
+            def scale(a: np.ndarray) -> np.ndarray:
+                out: np.ndarray = (a - lo_b) / (hi_b - lo_b)
+                return out
+
             artifacts.append(
                 Artifact(
                     "examples",
@@ -879,7 +883,8 @@ def to_assessment(result: ScanResult) -> Assessment:
                     [
                         f"#{e.index}",
                         _label(names, e.label),
-                        f"{_label(names, e.clean_prediction)} -> {_label(names, e.adversarial_prediction)}",
+                        f"{_label(names, e.clean_prediction)} -> "
+                        f"{_label(names, e.adversarial_prediction)}",
                         changes or "(unchanged)",
                     ]
                 )

@@ -77,13 +77,13 @@ class DefendedTarget(Target):
             yield
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        for p in self.preprocessors:
-            x = p(x, self.bounds)
+        for pre in self.preprocessors:
+            x = pre(x, self.bounds)
         out = self.inner._forward(x)
         kind = self.inner.output_kind
-        for p in self.postprocessors:
-            out = p.transform(out, kind)
-            kind = p.output_kind(kind)
+        for post in self.postprocessors:
+            out = post.transform(out, kind)
+            kind = post.output_kind(kind)
         return out
 
     def describe(self) -> dict[str, Any]:

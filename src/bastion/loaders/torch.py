@@ -48,6 +48,7 @@ class _Exported(nn.Module):
 
 
 def _state_dict_module(spec: TargetSpec, arch: str) -> nn.Module:
+    assert spec.path is not None
     model = _factory(arch)()
     if not isinstance(model, nn.Module):
         raise TargetError(f"{arch} returned {type(model).__name__}, not a torch.nn.Module")

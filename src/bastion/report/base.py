@@ -133,7 +133,8 @@ def parse_formats(text: str) -> list[str]:
     unknown = [n for n in names if n not in RENDERERS]
     if unknown:
         raise ConfigError(
-            f"unknown report format {', '.join(unknown)}; choose from {', '.join(RENDERERS.names())}"
+            f"unknown report format {', '.join(unknown)}; "
+            f"choose from {', '.join(RENDERERS.names())}"
         )
     return list(dict.fromkeys(names))
 

@@ -51,4 +51,5 @@ class BitDepth(Preprocessor):
         lo, hi = bounds
         levels = 2**self.bits - 1
         unit = ((x - lo) / (hi - lo)).clamp(0, 1)
-        return torch.round(unit * levels) / levels * (hi - lo) + lo
+        squeezed: torch.Tensor = torch.round(unit * levels) / levels * (hi - lo) + lo
+        return squeezed

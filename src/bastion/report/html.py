@@ -18,7 +18,6 @@ from markupsafe import Markup
 from bastion.core.assessment import Artifact, Report
 from bastion.report.base import register_renderer, section_for
 from bastion.report.json import catalog_name
-from bastion.report.markdown import format_metric
 
 __all__ = ["HtmlRenderer", "render_html"]
 
@@ -115,6 +114,29 @@ def _visual(art: Artifact) -> Markup | None:
     return Markup('<img alt="{}" src="data:image/png;base64,{}">').format(art.title, png)
 
 
+def _card(m: Any) -> tuple[str, str, str]:
+    """(label, value, interval) of a headline metric for a summary card."""
+    if m.unit == "fraction":
+        value = f"{m.value:.1%}"
+        ci = f"95% CI {m.ci95[0]:.1%}-{m.ci95[1]:.1%}" if m.ci95 else ""
+    else:
+        value = f"{m.value:.4g} {m.unit}".strip()
+        ci = f"95% CI {m.ci95[0]:.4g}-{m.ci95[1]:.4g}" if m.ci95 else ""
+    if m.limited:
+        ci += f" (limited: {m.limited})"
+    return (m.label or m.name, value, ci)
+
+
+def _setting(value: Any) -> str:
+    """A setting as a person reads it: mappings as ``key: value`` pairs, lists comma-joined."""
+    if isinstance(value, dict):
+        parts = [f"{k}: {_setting(v)}" for k, v in value.items() if v not in (None, {}, [])]
+        return "; ".join(parts) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_setting(v) for v in value) or "-"
+    return str(value)
+
+
 def render_html(report: Report) -> str:
     """The HTML page for ``report``."""
     env = Environment(
@@ -140,9 +162,8 @@ def render_html(report: Report) -> str:
             "intro": Markup(section_for(a.family).intro_html(a)),
             "visuals": [v for v in (_visual(x) for x in a.artifacts) if v is not None],
             "tables": [x for x in a.artifacts if x.kind == "table"],
-            "headline": [
-                (m.label or m.name, format_metric(m)) for m in a.metrics if "access" not in m.at
-            ][:8],
+            "headline": [_card(m) for m in a.metrics if "access" not in m.at][:8],
+            "setting": {k: _setting(v) for k, v in a.setting.items()},
         }
         for a in report.assessments
     ]

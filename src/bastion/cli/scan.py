@@ -15,6 +15,7 @@ from rich.table import Table
 
 from bastion.core.errors import ConfigError
 from bastion.core.findings import Severity
+from bastion.core.redact import redact_argv
 from bastion.core.threat import Norm, Threat
 
 if TYPE_CHECKING:
@@ -51,7 +52,8 @@ def _headers(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition(":")
         if not sep or not name.strip():
-            raise ConfigError(f"a header looks like 'Name: value', got {item!r}")
+            # never echo the item: it is most likely the secret itself
+            raise ConfigError("a header looks like 'Name: value'; got one without the 'Name:' part")
         out[name.strip()] = value.strip()
     return out
 
@@ -283,21 +285,8 @@ def scan(
 
 
 def rerun_command(argv: list[str]) -> str:
-    """The command line to rerun this scan, with header values (credentials) left out."""
-    shown: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            shown.append("'<hidden>'")
-            hide_next = False
-        elif arg == "--header":
-            shown.append(arg)
-            hide_next = True
-        elif arg.startswith("--header="):
-            shown.append("--header='<hidden>'")
-        else:
-            shown.append(shlex.quote(arg))
-    return " ".join(["bastion", *shown])
+    """The command line to rerun this scan, with credentials (header values, URL secrets) out."""
+    return " ".join(["bastion", *(shlex.quote(arg) for arg in redact_argv(argv))])
 
 
 def _progress() -> Progress:

@@ -296,6 +296,12 @@ class HttpTarget(BlackBoxTarget):
         )
         self.url = shown  # what may be shown; the secret-bearing URL stays private
         self._request_url, self._auth = _split_userinfo(url)
+        if self._auth is not None and any(k.lower() == "authorization" for k in headers or {}):
+            # one would silently override the other: make the user pick
+            raise ConfigError(
+                "the URL's user:password and an Authorization in headers both "
+                "authenticate; give one"
+            )
         self.input_key = input_key
         self.output_key = output_key
         self._headers = {

@@ -454,7 +454,7 @@ class HttpTarget(BlackBoxTarget):
         code = response.status_code
         if 200 <= code < 300:
             return
-        what = f"{self.name} answered HTTP {code} {response.reason_phrase}".rstrip()
+        what = f"{self.name} answered HTTP {code} {redact_text(response.reason_phrase)}".rstrip()
         if code >= 500 or code == 429:
             wait = _retry_after(response) if code in _RETRY_AFTER_STATUS else None
             raise _Transient(what, retry_after=wait)

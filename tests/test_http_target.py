@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sys
 import threading
 import time
 import traceback
@@ -97,6 +98,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     box: _Box
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # the client hanging up (a cap, a deadline, a refused redirect) is what tests expect
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 @dataclass
 class Endpoint:
@@ -129,14 +135,28 @@ def serve() -> Iterator[Callable[[Respond], Endpoint]]:
         server.server_close()
 
 
-def _model_answer(model: Any) -> Respond:
-    """Answer like the real endpoint: the model's probabilities for the posted inputs."""
+# a fixed linear model: the server answers with it, the tests know the right labels
+_WEIGHTS = np.random.default_rng(0).normal(size=(64, 10))
 
-    def respond(handler: _Handler, index: int) -> None:
-        x = np.asarray(json.loads(handler.server.box.seen[index].body)["inputs"], np.float32)
-        handler.send_json({"outputs": model.predict_proba(x.reshape(len(x), -1)).tolist()})
 
-    return respond
+def _probabilities(x: np.ndarray) -> np.ndarray:
+    logits = x.reshape(len(x), -1).astype(np.float64) @ _WEIGHTS
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _labels(x: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(_probabilities(x.numpy()).argmax(axis=1))
+
+
+def _inputs(n: int) -> torch.Tensor:
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(n))
+
+
+def _model_answer(handler: _Handler, index: int) -> None:
+    """Answer like a real endpoint: the model's probabilities for the posted inputs."""
+    x = np.asarray(json.loads(handler.server.box.seen[index].body)["inputs"], np.float32)
+    handler.send_json({"outputs": _probabilities(x).tolist()})
 
 
 def _redirect(location: str, code: int = 302) -> Respond:
@@ -201,16 +221,16 @@ def test_same_origin_redirect_that_would_change_the_method_is_refused(
 
 @pytest.mark.parametrize("code", [307, 308])
 def test_same_origin_307_308_is_followed_with_method_body_and_credentials(
-    serve: Callable[[Respond], Endpoint], logreg: Any, digits: Any, code: int
+    serve: Callable[[Respond], Endpoint], code: int
 ) -> None:
-    model = _model_answer(logreg)
+    model = _model_answer
     front = serve(lambda h, i: _redirect("/v2/predict", code)(h, i) if i == 0 else model(h, i))
-    x = digits[0][:5]
+    x = _inputs(5)
     with HttpTarget(
         front.url(), num_classes=10, headers=CREDENTIAL_HEADERS, redirects="same-origin"
     ) as target:
         labels = target.predict(x)
-    assert torch.equal(labels, torch.from_numpy(logreg.predict(x.reshape(5, -1).numpy())))
+    assert torch.equal(labels, _labels(x))
     first, second = front.seen
     assert (second.method, second.path) == ("POST", "/v2/predict")
     assert second.body == first.body
@@ -285,21 +305,21 @@ def test_a_trickling_server_is_cut_off_at_the_total_deadline(
         with pytest.raises(TargetError, match="did not answer within 1 s"):
             target(torch.zeros(1, 2))
         elapsed = time.monotonic() - start
-    assert 0.9 <= elapsed < 1.6, elapsed
+    assert 0.9 <= elapsed < 2.5, elapsed  # the server would go on for 10 s
     assert target.queries == 0
 
 
 def test_connections_are_kept_alive_and_closable(
-    serve: Callable[[Respond], Endpoint], logreg: Any, digits: Any
+    serve: Callable[[Respond], Endpoint],
 ) -> None:
-    endpoint = serve(_model_answer(logreg))
+    endpoint = serve(_model_answer)
     target = HttpTarget(endpoint.url(), num_classes=10, batch_size=10)
     with target:
-        target.predict(digits[0][:40])
+        target.predict(_inputs(40))
     assert len(endpoint.seen) == 4
     assert len({s.client_port for s in endpoint.seen}) == 1  # one pooled connection
     assert target._http is None  # closed by the context manager
-    target.predict(digits[0][:10])  # a later query opens a new client
+    target.predict(_inputs(10))  # a later query opens a new client
     assert endpoint.seen[-1].client_port != endpoint.seen[0].client_port
     target.close()
 
@@ -307,9 +327,9 @@ def test_connections_are_kept_alive_and_closable(
 # ---------------------------------------------------------------------- retries and queries
 @pytest.mark.parametrize("failure", ["500", "reset"])
 def test_transient_failures_are_retried_and_only_answers_count(
-    serve: Callable[[Respond], Endpoint], logreg: Any, digits: Any, failure: str
+    serve: Callable[[Respond], Endpoint], failure: str
 ) -> None:
-    model = _model_answer(logreg)
+    model = _model_answer
 
     def respond(handler: _Handler, index: int) -> None:
         if index % 3 == 2:  # every third request fails
@@ -321,10 +341,10 @@ def test_transient_failures_are_retried_and_only_answers_count(
         model(handler, index)
 
     endpoint = serve(respond)
-    x = digits[0][:200]
+    x = _inputs(200)
     with HttpTarget(endpoint.url(), num_classes=10, batch_size=20) as target:
         labels = target.predict(x)
-    assert torch.equal(labels, torch.from_numpy(logreg.predict(x.reshape(200, -1).numpy())))
+    assert torch.equal(labels, _labels(x))
     assert target.queries == 200  # the failed attempts were not charged
     failed = [s for i, s in enumerate(endpoint.seen) if i % 3 == 2]
     assert len(endpoint.seen) == 10 + len(failed) and failed

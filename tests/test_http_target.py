@@ -140,7 +140,7 @@ _WEIGHTS = np.random.default_rng(0).normal(size=(64, 10))
 
 
 def _probabilities(x: np.ndarray) -> np.ndarray:
-    logits = x.reshape(len(x), -1).astype(np.float64) @ _WEIGHTS
+    logits = (x.reshape(len(x), -1).astype(np.float64) - 0.5) @ _WEIGHTS
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 

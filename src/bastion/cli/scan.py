@@ -51,7 +51,8 @@ def _headers(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition(":")
         if not sep or not name.strip():
-            raise ConfigError(f"a header looks like 'Name: value', got {item!r}")
+            # never echo the item: it is most likely the secret itself
+            raise ConfigError("a header looks like 'Name: value'; got one without the 'Name:' part")
         out[name.strip()] = value.strip()
     return out
 
@@ -179,6 +180,12 @@ def scan(
     retries: Annotated[
         int | None, typer.Option(help="URL targets: retries of a failed request (default 3).")
     ] = None,
+    redirects: Annotated[
+        str | None,
+        typer.Option(
+            help="URL targets: 'refuse' redirects (default) or follow 'same-origin' 307/308."
+        ),
+    ] = None,
     header: Annotated[
         list[str] | None,
         typer.Option(
@@ -299,6 +306,8 @@ def scan(
         options["timeout"] = timeout
     if retries is not None:
         options["retries"] = retries
+    if redirects is not None:
+        options["redirects"] = redirects
     command = rerun_command(sys.argv[1:])
     runs: list[tuple[str, ScanResult]] = []
     with _progress() as bar:
@@ -420,24 +429,10 @@ def _shared_settings(
 
 
 def rerun_command(argv: list[str]) -> str:
-    """The command line to rerun this scan, with credentials left out: header values, and the
-    userinfo and secret query parameters of URLs."""
-    from bastion.core.redact import redact_url
+    """The command line to rerun this scan, with credentials (header values, URL secrets) out."""
+    from bastion.core.redact import redact_argv
 
-    shown: list[str] = []
-    hide_next = False
-    for arg in argv:
-        if hide_next:
-            shown.append("'<hidden>'")
-            hide_next = False
-        elif arg == "--header":
-            shown.append(arg)
-            hide_next = True
-        elif arg.startswith("--header="):
-            shown.append("--header='<hidden>'")
-        else:
-            shown.append(shlex.quote(redact_url(arg) if "://" in arg else arg))
-    return " ".join(["bastion", *shown])
+    return " ".join(["bastion", *(shlex.quote(arg) for arg in redact_argv(argv))])
 
 
 def _progress() -> Progress:

@@ -2,8 +2,8 @@
 
 A target knows its input bounds and shape, the number of classes, what kind of output it
 returns, how much access it gives, its device, and how many queries it has answered. Every
-input sent to the model counts as one query; a query budget, when set, refuses any call that
-would pass it, before the model sees the inputs.
+input the model answers counts as one query; a query budget, when set, refuses any call that
+would pass it, before the model sees the inputs. A call that fails is not counted.
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ class Target(ABC):
                 )
             self._queries += n
 
+    def _refund(self, n: int) -> None:
+        """Give back a charge for inputs the model never answered (the call raised)."""
+        with self._lock:
+            self._queries = max(0, self._queries - n)
+
     # ----------------------------------------------------------------- device and mode
     @property
     def device(self) -> torch.device:
@@ -92,9 +97,19 @@ class Target(ABC):
         """The model's raw output for ``x``: (N, C) scores, or (N,) labels."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Query the model: (N, C) logits or probabilities, or (N,) labels, per ``output_kind``."""
-        self._charge(int(x.shape[0]))
-        return self._forward(x)
+        """Query the model: (N, C) logits or probabilities, or (N,) labels, per ``output_kind``.
+
+        The budget is checked and charged before the model sees the inputs (so concurrent
+        callers cannot overrun it together), and refunded if the call fails: a query counts
+        once it is answered, not when it is attempted.
+        """
+        n = int(x.shape[0])
+        self._charge(n)
+        try:
+            return self._forward(x)
+        except BaseException:
+            self._refund(n)
+            raise
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C) scores (logits or probabilities); an error for a label-only target."""

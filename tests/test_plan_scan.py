@@ -61,7 +61,8 @@ def test_plan_with_several_assets(capsys: pytest.CaptureFixture[str], tmp_path: 
         capsys, "scan", "--plan", str(plan), "--asset", "back", "--out", str(tmp_path / "s")
     )
     assert code == 0, err
-    assert json.loads((tmp_path / "s" / "report.json").read_text())["scan"]["attacks"] == ["fgsm"]
+    single = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert single["assessments"][0]["setting"]["attacks"] == ["fgsm"]
 
 
 @pytest.mark.parametrize(

@@ -253,7 +253,10 @@ def scan(
     started = time.perf_counter()
     threat.check_bounds(target.bounds)
     entries = _choose(target, threat, attacks)
-    params = {e.name: {**e.defaults, **(attack_params or {}).get(e.name, {})} for e in entries}
+    # settings are checked and converted to each parameter's declared type ("100" -> 100)
+    params = {
+        e.name: {**e.defaults, **e.validate((attack_params or {}).get(e.name, {}))} for e in entries
+    }
     unknown = sorted(set(attack_params or {}) - {e.name for e in entries})
     if unknown:
         raise ConfigError(

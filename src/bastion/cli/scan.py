@@ -263,6 +263,8 @@ def scan(
         raise ConfigError(f"--query-budget must be at least 1, got {query_budget}")
     if timeout is not None and timeout <= 0:
         raise ConfigError(f"--timeout must be positive, got {timeout}")
+    if redirects is not None and redirects not in ("refuse", "same-origin"):
+        raise ConfigError(f"--redirects takes refuse or same-origin, got {redirects!r}")
     if retries is not None and retries < 0:
         raise ConfigError(f"--retries must be 0 or more, got {retries}")
     headers = _headers(header or [])

@@ -127,6 +127,10 @@ def _card(m: Any) -> tuple[str, str, str]:
     return (m.label or m.name, value, ci)
 
 
+def _headline(cards: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    return cards if len(cards) <= 3 else [cards[0], *cards[-2:]]
+
+
 def _setting(value: Any) -> str:
     """A setting as a person reads it: mappings as ``key: value`` pairs, lists comma-joined."""
     if isinstance(value, dict):
@@ -162,7 +166,8 @@ def render_html(report: Report) -> str:
             "intro": Markup(section_for(a.family).intro_html(a)),
             "visuals": [v for v in (_visual(x) for x in a.artifacts) if v is not None],
             "tables": [x for x in a.artifacts if x.kind == "table"],
-            "headline": [_card(m) for m in a.metrics if "access" not in m.at][:8],
+            # the first figure (clean) and the last two (the strongest settings)
+            "headline": _headline([_card(m) for m in a.metrics if "access" not in m.at]),
             "setting": {k: _setting(v) for k, v in a.setting.items()},
         }
         for a in report.assessments

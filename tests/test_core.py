@@ -150,20 +150,21 @@ class TestTorchTarget:
             TorchTarget(demo[0].model, num_classes=10, bounds=(1.0, 0.0))
         with pytest.raises(TargetError, match="mean and std"):
             TorchTarget(demo[0].model, num_classes=10, mean=[0.5])
-        with (
-            pytest.raises(TargetError, match="no CUDA")
-            if not torch.cuda.is_available()
-            else _null()
-        ):
-            TorchTarget(demo[0].model, num_classes=10, device="cuda")
 
 
-class _null:
-    def __enter__(self) -> None:
-        return None
+def test_a_cuda_device_is_refused_without_a_gpu_and_used_with_one(demo: Any) -> None:
+    import copy
 
-    def __exit__(self, *args: object) -> None:
-        return None
+    model = copy.deepcopy(demo[0].model)
+    if not torch.cuda.is_available():
+        with pytest.raises(TargetError, match="no CUDA"):
+            TorchTarget(model, num_classes=10, device="cuda")
+        return
+    target = TorchTarget(model, num_classes=10, input_shape=(1, 8, 8), device="cuda")
+    assert target.device.type == "cuda"
+    assert next(target.model.parameters()).device.type == "cuda"
+    x = torch.rand(4, 1, 8, 8, device="cuda")
+    assert target(x).device.type == "cuda"
 
 
 def test_sklearn_target(sk_target: SklearnTarget, digits: Any) -> None:
@@ -185,7 +186,13 @@ def test_registry_metadata() -> None:
     assert Norm.LINF in pgd.norms and Norm.L2 in pgd.norms
     assert "AML.T0043.000" in pgd.techniques
     assert ATTACKS.get("square").techniques[0] == "AML.T0043.001"
-    assert [e.name for e in ATTACKS.select(access=Access.SCORES)] == ["square"]
+    # what a score-based target can run: every entry needing at most scores, none white-box
+    for access in Access:
+        chosen = ATTACKS.select(access=access)
+        assert all(access.allows(e.access) for e in chosen)
+        assert {e.name for e in ATTACKS if access.allows(e.access)} == {e.name for e in chosen}
+    assert "square" in [e.name for e in ATTACKS.select(access=Access.SCORES)]
+    assert "pgd" not in [e.name for e in ATTACKS.select(access=Access.SCORES)]
     with pytest.raises(ConfigError, match="unknown attack"):
         ATTACKS.get("nope")
     with pytest.raises(ConfigError, match="bad parameters"):

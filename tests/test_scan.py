@@ -152,6 +152,33 @@ def test_warns_on_masked_gradients(cnn: TorchTarget, demo: Any) -> None:
     assert last.group_robust["score-based"] < last.group_robust["white-box"]
 
 
+def test_masked_gradients_make_the_finding_unreliable_and_fail_the_gate(
+    cnn: TorchTarget, demo: Any
+) -> None:
+    """With gradient attacks alone the masked model looks robust; the finding must say the
+    figure is unreliable, and an unreliable finding fails any --fail-on gate."""
+    result = scan(
+        _wrap(_Quantized, cnn),
+        demo[1],
+        Threat(epsilons=(0.1, 0.2)),
+        samples=40,
+        attacks=["fgsm", "pgd"],
+        attack_params={"pgd": FAST["pgd"]},
+    )
+    (white,) = result.findings
+    assert white.unreliable is not None and "all-zero gradient" in white.unreliable
+    assert white.fails(Severity.CRITICAL)
+    clean = scan(
+        cnn,
+        demo[1],
+        Threat(epsilons=(0.1,)),
+        samples=20,
+        attacks=["pgd"],
+        attack_params={"pgd": FAST["pgd"]},
+    )
+    assert all(f.unreliable is None for f in clean.findings)
+
+
 def test_warns_when_accuracy_rises_with_epsilon() -> None:
     from bastion.assess.scan import EpsilonResult, _check_sweep
 

@@ -6,6 +6,7 @@ fraction of a second, not a minute.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import sys
@@ -259,6 +260,9 @@ def scan(
             raise ConfigError(f"--bounds must be 'low,high' with low < high, got {bounds!r}")
         bounds_value = (pair[0], pair[1])
     epsilons = _floats(eps, "--eps") if eps else None
+    for value in epsilons or ():
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"epsilon must be a positive finite number, got {value:g}")
     if query_budget is not None and query_budget < 1:
         raise ConfigError(f"--query-budget must be at least 1, got {query_budget}")
     if timeout is not None and timeout <= 0:
@@ -270,16 +274,21 @@ def scan(
     headers = _headers(header or [])
     attack_names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     check_out_folder(out)
+    for flag, value in (("--target", target), ("--data", data)):
+        if value and "://" not in value and not Path(value).expanduser().exists():
+            if "/" in value or Path(value).suffix:
+                raise ConfigError(f"{flag} {value}: no such file or folder")
     checkpoint = out / _CHECKPOINT
     if resume and not checkpoint.is_file():
         raise ConfigError(f"--resume: no interrupted scan to resume in {out}")
 
-    # ---- the registry: formats, settings and defences are checked against it
+    formats = parse_formats(fmt)
+
+    # ---- the registry: settings and defences are checked against it
     from bastion.core.plugins import load_plugins
     from bastion.core.registry import ATTACKS, parse_settings
     from bastion.defences import DefendedTarget, create_defence
 
-    formats = parse_formats(fmt)
     load_plugins()
     params = parse_settings(setting or [])
     for name, values in params.items():
@@ -387,7 +396,10 @@ def scan(
     for name, result in runs:
         folder = inside(out, name) if len(runs) > 1 else out
         report = Report([result.to_assessment()], asset=name or None, command=command)
-        written = write_report(report, folder, formats)
+        try:
+            written = write_report(report, folder, formats)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report into {folder}: {exc.strerror}") from None
         if name:
             console.rule(f"assessment of {name}")
         _summary(result, written)

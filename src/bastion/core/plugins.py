@@ -25,7 +25,13 @@ import threading
 import warnings
 from importlib.metadata import entry_points
 
-__all__ = ["BUILTIN_PACKAGES", "ENTRY_POINT_GROUP", "load_plugins", "plugin_errors"]
+__all__ = [
+    "BUILTIN_PACKAGES",
+    "ENTRY_POINT_GROUP",
+    "load_package",
+    "load_plugins",
+    "plugin_errors",
+]
 
 ENTRY_POINT_GROUP = "bastion.plugins"
 BUILTIN_PACKAGES = ("bastion.loaders", "bastion.attacks", "bastion.defences", "bastion.report")
@@ -90,6 +96,14 @@ def _load(reload: bool) -> None:
             _import(name.strip(), "BASTION_PLUGINS")
     _loaded.add("__all__")
     _log.debug("plugins loaded: %d modules, %d failed", len(_loaded) - 1, len(_errors))
+
+
+def load_package(package: str) -> None:
+    """Import one of bastion's plugin packages only (the report formats, say): cheaper than
+    :func:`load_plugins` when a command needs to check a name before loading torch."""
+    with _lock:
+        for name in _walk(package):
+            _import(name, "bastion")
 
 
 def plugin_errors() -> dict[str, str]:

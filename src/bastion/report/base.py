@@ -124,10 +124,12 @@ def section_for(family: str) -> Section:
 
 def parse_formats(text: str) -> list[str]:
     """``"html,json"`` -> ``["html", "json"]``, each a registered format; ConfigError otherwise."""
-    from bastion.core.plugins import load_plugins
+    from bastion.core.plugins import load_package, load_plugins
 
-    load_plugins()
     names = [f.strip().lower() for f in text.split(",") if f.strip()]
+    load_package("bastion.report")
+    if not all(n in RENDERERS._entries for n in names):
+        load_plugins()  # a format from a plugin package
     if not names:
         raise ConfigError(f"--format is empty; choose from {', '.join(RENDERERS.names())}")
     unknown = [n for n in names if n not in RENDERERS]

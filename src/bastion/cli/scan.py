@@ -58,6 +58,14 @@ def _headers(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _missing_path(spec: str) -> bool:
+    """Whether ``spec`` names a file that is not there: a name with a folder or a suffix is a
+    path; a bare name may be a demo or a built-in set, and a URL is checked when it is used."""
+    if "://" in spec or not ("/" in spec or Path(spec).suffix):
+        return False
+    return not Path(spec).expanduser().exists()
+
+
 def check_out_folder(out: Path) -> None:
     """Refuse an ``--out`` that cannot hold the reports, before any work is done."""
     if out.exists() and not out.is_dir():
@@ -274,10 +282,9 @@ def scan(
     headers = _headers(header or [])
     attack_names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     check_out_folder(out)
-    for flag, value in (("--target", target), ("--data", data)):
-        if value and "://" not in value and not Path(value).expanduser().exists():
-            if "/" in value or Path(value).suffix:
-                raise ConfigError(f"{flag} {value}: no such file or folder")
+    for flag, spec in (("--target", target), ("--data", data)):
+        if spec is not None and _missing_path(spec):
+            raise ConfigError(f"{flag} {spec}: no such file or folder")
     checkpoint = out / _CHECKPOINT
     if resume and not checkpoint.is_file():
         raise ConfigError(f"--resume: no interrupted scan to resume in {out}")

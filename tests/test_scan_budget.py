@@ -161,3 +161,44 @@ def test_cli_query_budget_writes_a_marked_report(
     data = json.loads((tmp_path / "report.json").read_text())
     assert any("query budget" in lim for lim in data["assessments"][0]["limits"])
     assert not (tmp_path / ".bastion-checkpoint.json").exists()  # a finished scan cleans up
+
+
+def test_cli_ctrl_c_leaves_a_partial_report_and_resume_finishes_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bastion.attacks.evasion.pgd import PGD
+
+    args = [
+        "scan",
+        "--samples",
+        "16",
+        "--eps",
+        "0.1,0.2",
+        "--steps",
+        "3",
+        "--max-queries",
+        "20",
+        "--out",
+        str(tmp_path),
+    ]
+
+    def interrupted(*_: Any, **__: Any) -> torch.Tensor:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(PGD, "_attack", interrupted)
+        code, _, err = run(capsys, *args)
+    assert code == 130, err
+    partial = json.loads((tmp_path / "report.json").read_text())
+    assert partial["complete"] is False
+    assert "--resume" in (tmp_path / "report.html").read_text()
+    checkpoint = json.loads((tmp_path / ".bastion-checkpoint.json").read_text())
+    assert list(checkpoint["units"]) == ["0.1/fgsm"]  # what finished before the Ctrl-C
+
+    code, _, err = run(capsys, *args, "--resume")
+    assert code == 0, err
+    done = json.loads((tmp_path / "report.json").read_text())
+    assert done["complete"] is True
+    sweep = done["assessments"][0]["details"]["sweep"]
+    assert [a["attack"] for a in sweep[0]["attacks"]] == ["fgsm", "pgd", "square"]
+    assert not (tmp_path / ".bastion-checkpoint.json").exists()

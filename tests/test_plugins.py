@@ -163,6 +163,11 @@ def test_a_broken_plugin_is_reported_not_fatal(
 
 
 def test_the_example_plugin_package_installs_and_runs(tmp_path: Path) -> None:
+    import shutil
+
+    # build from a copy: setuptools writes build/ and egg-info/ beside the sources
+    source = tmp_path / "plugin"
+    shutil.copytree(REPO / "examples" / "plugin", source)
     site = tmp_path / "site"
     install = subprocess.run(
         [
@@ -175,7 +180,7 @@ def test_the_example_plugin_package_installs_and_runs(tmp_path: Path) -> None:
             "--no-build-isolation",
             "--target",
             str(site),
-            str(REPO / "examples" / "plugin"),
+            str(source),
         ],
         capture_output=True,
         text=True,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bastion._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
-# names are imported on first use, so that importing a light part of bastion (the CLI's
-# argument checks, the catalog) does not import torch
 _LAZY = {
     "DefendedTarget": "bastion.defences",
     "Report": "bastion.core.assessment",
@@ -92,10 +91,4 @@ __all__ = [
     "load_demo",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

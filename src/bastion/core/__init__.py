@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-# names are imported on first use, so that importing a light part of bastion (the CLI's
-# argument checks, the catalog) does not import torch
+from bastion._lazy import lazy_getattr
+
 _LAZY = {
     "Artifact": "bastion.core.assessment",
     "Assessment": "bastion.core.assessment",
@@ -129,10 +128,4 @@ __all__ = [
     "register_defence",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

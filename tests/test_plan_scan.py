@@ -117,3 +117,31 @@ def test_threat_model_to_scan_end_to_end(
         report["assessments"][0]["details"]["sweep"][-1]["robust_accuracy"]
         < report["assessments"][0]["details"]["clean_accuracy"]["value"]
     )
+
+
+def test_plan_epsilons_are_shares_of_the_input_range(demo: object) -> None:
+    """A plan does not know the data's bounds: its epsilons scale with them when scanned."""
+    import dataclasses
+
+    from bastion.assess.plan import scan_plan
+    from bastion.core.targets import TorchTarget
+    from bastion.core.threat import absolute_epsilons
+
+    model, data = demo  # type: ignore[misc]
+    wide = dataclasses.replace(
+        data, x_test=data.x_test * 2, x_train=data.x_train * 2, bounds=(0.0, 2.0)
+    )
+    target = TorchTarget(
+        model.model,
+        num_classes=10,
+        bounds=(0.0, 2.0),
+        input_shape=(1, 8, 8),
+        preprocess=lambda x: x / 2,
+    )
+    plan = AssessmentPlan(system="demo", items=(_item("digits", attacks=("fgsm",), samples=10),))
+    ((_, result),) = scan_plan(target, wide, plan)
+    assert result.threat.epsilons == (0.2, 0.6)
+    absolute = _item("digits", attacks=("fgsm",), samples=10, relative=False)
+    ((_, result),) = scan_plan(target, wide, AssessmentPlan(system="demo", items=(absolute,)))
+    assert result.threat.epsilons == (0.1, 0.3)
+    assert absolute_epsilons((0.1,), Norm.L2, (0.0, 2.0), 64) == (1.6,)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 from bastion.assess.scan import ScanResult, scan
 from bastion.core.errors import ConfigError
 from bastion.core.registry import ATTACKS
 from bastion.core.targets.base import Target
-from bastion.core.threat import Threat
+from bastion.core.threat import Threat, absolute_epsilons
 from bastion.data import Dataset
 from bastion.threats.plan import AssessmentPlan, PlanItem
 
@@ -62,7 +63,13 @@ def scan_plan(
             )
         threat = Threat(
             norm=item.norm,
-            epsilons=item.epsilons,
+            epsilons=(
+                absolute_epsilons(
+                    item.epsilons, item.norm, data.bounds, math.prod(data.input_shape)
+                )
+                if item.relative
+                else item.epsilons
+            ),
             knowledge=item.access,
             queries_per_input=item.query_budget,
         )

@@ -15,7 +15,15 @@ from bastion.core.criteria import (
 )
 from bastion.core.errors import ConfigError
 
-__all__ = ["RELATIVE_EPSILONS", "Access", "Norm", "OutputKind", "Threat", "default_epsilons"]
+__all__ = [
+    "RELATIVE_EPSILONS",
+    "Access",
+    "Norm",
+    "OutputKind",
+    "Threat",
+    "absolute_epsilons",
+    "default_epsilons",
+]
 
 #: the default sweep, as shares of what the norm can reach (see :func:`default_epsilons`)
 RELATIVE_EPSILONS: dict[str, tuple[float, ...]] = {
@@ -155,15 +163,24 @@ class Threat(BaseModel):
                     )
 
 
+def absolute_epsilons(
+    relative: tuple[float, ...], norm: Norm | str, bounds: tuple[float, float], dims: int
+) -> tuple[float, ...]:
+    """Epsilons given as shares of what the norm can reach, in input units: a share of the
+    input range per feature (Linf), of the range times the root of the dimension (L2), or
+    numbers of changed features as given (L0)."""
+    n = Norm.parse(norm)
+    span = bounds[1] - bounds[0]
+    if n is Norm.LINF:
+        return tuple(round(r * span, 6) for r in relative)
+    if n is Norm.L2:
+        return tuple(round(r * span * max(dims, 1) ** 0.5, 4) for r in relative)
+    return tuple(sorted({float(min(int(r), max(dims, 1))) for r in relative}))
+
+
 def default_epsilons(norm: Norm | str, bounds: tuple[float, float], dims: int) -> tuple[float, ...]:
     """The default sweep, meaning the same on any data: 5%, 10%, 20% and 30% of the input range
     per feature (Linf), of the range times the root of the dimension (L2), or 1, 2, 4 and 8
-    changed features (L0). The one definition every command and the threat model use."""
+    changed features (L0). The one definition every command uses."""
     n = Norm.parse(norm)
-    span = bounds[1] - bounds[0]
-    rel = RELATIVE_EPSILONS[n.value]
-    if n is Norm.LINF:
-        return tuple(round(r * span, 6) for r in rel)
-    if n is Norm.L2:
-        return tuple(round(r * span * max(dims, 1) ** 0.5, 4) for r in rel)
-    return tuple(sorted({float(min(int(r), max(dims, 1))) for r in rel}))
+    return absolute_epsilons(RELATIVE_EPSILONS[n.value], n, bounds, dims)

@@ -37,6 +37,8 @@ __all__ = [
 _BAND_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 _SAMPLES = {"critical": 1000, "high": 500, "medium": 200, "low": 100}
 # Perturbation sizes worth measuring per data kind, assuming inputs scaled to [0, 1].
+# epsilons as shares of the input range (the plan's ``relative``), turned into input units by
+# the data's bounds when the plan is scanned
 _EPSILONS: dict[str, tuple[Norm, tuple[float, ...]]] = {
     "image": (Norm.LINF, (2 / 255, 4 / 255, 8 / 255)),
     "video": (Norm.LINF, (2 / 255, 4 / 255, 8 / 255)),

@@ -38,6 +38,12 @@ class PlanItem(BaseModel):
     access: Access = Field(description="the access a real adversary would have")
     norm: Norm = Norm.LINF
     epsilons: tuple[float, ...] = Field(min_length=1)
+    relative: bool = Field(
+        default=True,
+        description="epsilons are shares of the input range (Linf; L2: of the range times the "
+        "root of the dimension), turned into input units by the data's bounds when scanned; "
+        "false: epsilons are in input units already",
+    )
     query_budget: int | None = Field(default=None, ge=1, description="queries per input")
     samples: int = Field(default=200, ge=1)
     priority: Literal["critical", "high", "medium", "low"] = "medium"

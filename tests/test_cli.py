@@ -61,8 +61,15 @@ def test_scan_l2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     )
     assert code == 0, err
     data = _valid(tmp_path / "report.json")
-    assert data["assessments"][0]["setting"]["attacks"] == ["fgsm", "pgd"]  # square is Linf only
-    assert data["assessments"][0]["setting"]["threat"]["norm"] == "l2"
+    evasion = data["assessments"][0]
+    assert evasion["setting"]["attacks"] == ["fgsm", "pgd"]  # square is Linf only
+    assert evasion["setting"]["threat"]["norm"] == "l2"
+    # the default sweep is relative: shares of the range times the root of the 64 features
+    from bastion.core.threat import default_epsilons
+
+    assert evasion["setting"]["threat"]["epsilons"] == list(default_epsilons("l2", (0, 1), 64))
+    sweep = evasion["details"]["sweep"]
+    assert sweep[-1]["robust_accuracy"] < evasion["details"]["clean_accuracy"]["value"] - 0.3
 
 
 @pytest.fixture
@@ -298,8 +305,57 @@ def test_entry_point_subprocess(tmp_path: Path) -> None:
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import bastion
+
     code, out, _ = run(capsys, "version")
-    assert code == 0 and out.startswith("bastion ")
+    assert code == 0 and out.strip() == f"bastion {bastion.__version__}"
+
+
+def test_sarif_and_markdown_formats_defence_and_settings(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys,
+        "scan",
+        "--out",
+        str(tmp_path),
+        "--format",
+        "sarif,md",
+        "--samples",
+        "16",
+        "--eps",
+        "0.2",
+        "--defence",
+        "squeeze:bits=4",
+        "--set",
+        "pgd.restarts=2",
+        "--steps",
+        "4",
+        "--max-queries",
+        "30",
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
+        "report.md",
+        "report.sarif",
+    ]
+    sarif = json.loads((tmp_path / "report.sarif").read_text())
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["results"]
+    assert "squeeze:bits=4" in sarif["runs"][0]["properties"]["target"]
+    md = (tmp_path / "report.md").read_text()
+    assert "| severity | finding | MITRE ATLAS | summary |" in md
+    assert "pgd: steps: 4; restarts: 2" in md
+
+
+def test_defences_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    from bastion.core.registry import DEFENCES
+
+    code, out, _ = run(capsys, "defences")
+    assert code == 0
+    for entry in DEFENCES:
+        assert entry.name in out
+        for m in entry.mitigations:
+            assert m in out
 
 
 def test_scan_exported_program(

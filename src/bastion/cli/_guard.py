@@ -13,7 +13,7 @@ from bastion.core.errors import BastionError
 
 __all__ = ["err_console", "fail", "render_error", "user_errors"]
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, emoji=False)
 
 
 @contextmanager
@@ -32,7 +32,9 @@ def user_errors() -> Iterator[None]:
 
 def render_error(exc: BastionError) -> None:
     """One line on stderr: what went wrong, in the user's terms."""
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True, emoji=False
+    )
 
 
 def fail(code: int = 1) -> NoReturn:

@@ -30,7 +30,7 @@ app = typer.Typer(
     help="Browse the threat catalog (MITRE ATLAS techniques, ATLAS and AIDEFEND mitigations).",
     no_args_is_help=True,
 )
-console = Console()
+console = Console(emoji=False)
 
 _KINDS = ("techniques", "mitigations", "tactics", "signals", "paths")
 

@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(emoji=False)
 
 app.command("scan")(_scan.scan)
 app.add_typer(_catalog_cli.app, name="catalog")

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from bastion.assess.scan import ScanResult
 
-console = Console()
+console = Console(emoji=False)
 
 _SEV_STYLE = {
     "critical": "bold white on red",
@@ -56,6 +56,35 @@ def _headers(items: list[str]) -> dict[str, str]:
             raise ConfigError("a header looks like 'Name: value'; got one without the 'Name:' part")
         out[name.strip()] = value.strip()
     return out
+
+
+def parse_goal(text: str | None) -> Any:
+    """``--goal``: ``misclassification``, ``top-k:K`` or ``confidence:P`` as a criterion."""
+    from pydantic import ValidationError
+
+    from bastion.core.criteria import (
+        ConfidentMisclassification,
+        Misclassification,
+        TopKMisclassification,
+    )
+
+    if text is None:
+        return None
+    kind, _, arg = text.strip().lower().partition(":")
+    try:
+        if kind == "misclassification" and not arg:
+            return Misclassification()
+        if kind == "top-k" and arg:
+            return TopKMisclassification(k=int(arg))
+        if kind == "confidence" and arg:
+            return ConfidentMisclassification(threshold=float(arg))
+    except ValidationError as exc:
+        raise ConfigError(f"--goal {text}: {exc.errors()[0]['msg']}") from None
+    except ValueError:
+        raise ConfigError(f"--goal {text}: {arg!r} is not a number") from None
+    raise ConfigError(
+        f"--goal takes misclassification, top-k:K or confidence:P (0 < P < 1); got {text!r}"
+    )
 
 
 def _missing_path(spec: str) -> bool:
@@ -179,6 +208,13 @@ def scan(
             "preprocessors first), e.g. squeeze:bits=4 or round:decimals=2.",
         ),
     ] = None,
+    goal: Annotated[
+        str | None,
+        typer.Option(
+            help="What counts as fooled: misclassification (default), top-k:K (the true label "
+            "falls out of the K best) or confidence:P (a wrong label with probability >= P)."
+        ),
+    ] = None,
     resume: Annotated[
         bool,
         typer.Option("--resume", help="Continue an interrupted scan from its checkpoint in --out."),
@@ -279,6 +315,7 @@ def scan(
         raise ConfigError(f"--redirects takes refuse or same-origin, got {redirects!r}")
     if retries is not None and retries < 0:
         raise ConfigError(f"--retries must be 0 or more, got {retries}")
+    criterion = parse_goal(goal)
     headers = _headers(header or [])
     attack_names = [a.strip() for a in attacks.split(",") if a.strip()] if attacks else None
     check_out_folder(out)
@@ -374,6 +411,7 @@ def scan(
                     )
                 ),
                 knowledge=tgt.access,
+                criterion=criterion,
             )
             chosen = [
                 e.name for e in ATTACKS.select(norm=norm_value, access=tgt.access, family="evasion")
@@ -473,7 +511,7 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True, emoji=False),
         transient=True,
     )
 
@@ -486,6 +524,9 @@ def _summary(result: Any, written: list[Path]) -> None:
         f"{result.seconds:.1f} s",
         highlight=False,
     )
+    goal = result.threat.goal.describe()
+    if goal != "misclassification":
+        console.print(f"success criterion: {goal} (accuracy counts inputs not yet fooled by it)")
     table = Table(title=f"Robust accuracy ({result.threat.norm.value})", title_justify="left")
     table.add_column("eps", justify="right")
     table.add_column("robust", justify="right")

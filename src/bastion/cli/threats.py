@@ -25,7 +25,7 @@ app = typer.Typer(
     help="Threat-model an AI system, find control gaps, map incident signals to techniques.",
     no_args_is_help=True,
 )
-console = Console()
+console = Console(emoji=False)
 
 _BAND_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "green"}
 _STATUS_STYLE = {

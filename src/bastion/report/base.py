@@ -122,6 +122,17 @@ def section_for(family: str) -> Section:
     return SECTIONS.get(family) or Section()
 
 
+def format_setting(value: Any) -> str:
+    """A setting as a person reads it: mappings as ``key: value`` pairs, lists comma-joined,
+    empty values left out."""
+    if isinstance(value, dict):
+        parts = [f"{k}: {format_setting(v)}" for k, v in value.items() if v not in (None, {}, [])]
+        return "; ".join(parts) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_setting(v) for v in value) or "-"
+    return str(value)
+
+
 def parse_formats(text: str) -> list[str]:
     """``"html,json"`` -> ``["html", "json"]``, each a registered format; ConfigError otherwise."""
     from bastion.core.plugins import load_package, load_plugins

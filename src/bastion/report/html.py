@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from bastion.core.assessment import Artifact, Report
-from bastion.report.base import register_renderer, section_for
+from bastion.report.base import format_setting, register_renderer, section_for
 from bastion.report.json import catalog_name
 
 __all__ = ["HtmlRenderer", "render_html"]
@@ -131,16 +131,6 @@ def _headline(cards: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     return cards if len(cards) <= 3 else [cards[0], *cards[-2:]]
 
 
-def _setting(value: Any) -> str:
-    """A setting as a person reads it: mappings as ``key: value`` pairs, lists comma-joined."""
-    if isinstance(value, dict):
-        parts = [f"{k}: {_setting(v)}" for k, v in value.items() if v not in (None, {}, [])]
-        return "; ".join(parts) or "-"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_setting(v) for v in value) or "-"
-    return str(value)
-
-
 def render_html(report: Report) -> str:
     """The HTML page for ``report``."""
     env = Environment(
@@ -168,7 +158,7 @@ def render_html(report: Report) -> str:
             "tables": [x for x in a.artifacts if x.kind == "table"],
             # the first figure (clean) and the last two (the strongest settings)
             "headline": _headline([_card(m) for m in a.metrics if "access" not in m.at]),
-            "setting": {k: _setting(v) for k, v in a.setting.items()},
+            "setting": {k: format_setting(v) for k, v in a.setting.items()},
         }
         for a in report.assessments
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.core.assessment import Assessment, Metric, Report
-from bastion.report.base import register_renderer, section_for
+from bastion.report.base import format_setting, register_renderer, section_for
 from bastion.report.json import catalog_name
 
 __all__ = ["MarkdownRenderer", "cell", "format_metric"]
@@ -66,6 +66,12 @@ def _assessment(a: Assessment) -> list[str]:
         lines += ["**Is this evaluation trustworthy?**", ""]
         lines += [f"- :warning: {w}" for w in a.warnings]
         lines.append("")
+    if a.setting:
+        lines += ["<details><summary>Setup</summary>", ""]
+        lines += [
+            f"- {k.replace('_', ' ')}: {cell(format_setting(v))}" for k, v in a.setting.items()
+        ]
+        lines += ["", "</details>", ""]
     return lines
 
 

@@ -424,3 +424,32 @@ def test_http_scan_never_writes_the_header(tmp_path: Path, predict_server: str) 
     for file in out.iterdir():
         assert "s3cret" not in file.read_text()
     assert "s3cret" not in proc.stdout + proc.stderr
+
+
+def test_ids_are_never_cut_at_80_columns(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a user copies from a table (an ATLAS id) is shown whole in an 80-column terminal."""
+    import re
+
+    from rich.console import Console
+
+    from bastion.cli import catalog as catalog_cli
+    from bastion.cli import main as main_cli
+    from bastion.cli import threats as threats_cli
+
+    narrow = Console(width=80, emoji=False)
+    for module in (catalog_cli, main_cli, threats_cli):
+        monkeypatch.setattr(module, "console", narrow)
+    system = Path(__file__).resolve().parents[1] / "examples" / "threats" / "fraud-scoring-api.yaml"
+    for args in (
+        ["threats", "model", str(system), "--out", str(tmp_path)],
+        ["catalog", "list"],
+        ["attacks"],
+    ):
+        code, out, err = run(capsys, *args)
+        assert code == 0, err
+        assert "…" not in "".join(re.findall(r"AML\.T[0-9.…]*", out))
+        assert max(len(line) for line in out.splitlines()) <= 80
+    shown = set(re.findall(r"AML\.T\d{4}(?:\.\d{3})?", out))
+    assert {"AML.T0043.000", "AML.T0015"} <= shown

@@ -22,7 +22,7 @@ from bastion.catalog import (
     load_catalog,
     verify,
 )
-from bastion.cli._guard import fail, user_errors
+from bastion.cli._guard import add_columns, fail, user_errors
 from bastion.core.errors import ConfigError
 
 app = typer.Typer(
@@ -69,8 +69,7 @@ def list_entries(
                 _print_json([t.model_dump(mode="json") for t in items])
                 return
             table = Table(title=f"{len(items)} techniques")
-            for col in ("id", "name", "tactics", "harms", "bastion attacks"):
-                table.add_column(col)
+            add_columns(table, ("id", "name", "tactics", "harms", "bastion attacks"))
             for t in items:
                 table.add_row(
                     t.id,
@@ -86,8 +85,7 @@ def list_entries(
                 _print_json([m.model_dump(mode="json") for m in mits])
                 return
             table = Table(title=f"{len(mits)} mitigations")
-            for col in ("id", "name", "framework", "phase", "counters"):
-                table.add_column(col)
+            add_columns(table, ("id", "name", "framework", "phase", "counters"))
             for m in mits:
                 table.add_row(
                     m.id,
@@ -103,9 +101,7 @@ def list_entries(
                 _print_json([r.model_dump(mode="json") for r in rows])
                 return
             table = Table(title=f"{len(rows)} {kind}")
-            table.add_column("id")
-            table.add_column("name")
-            table.add_column("description")
+            add_columns(table, ("id", "name", "description"))
             for r in rows:
                 table.add_row(r.id, r.name, r.description)
             console.print(table)
@@ -151,8 +147,7 @@ def search(
             console.print(f"nothing matches {text!r}")
             fail(1)
         table = Table(title=f"{len(found)} matches for {text!r}")
-        for col in ("id", "kind", "name"):
-            table.add_column(col)
+        add_columns(table, ("id", "kind", "name"))
         for e in found:
             table.add_row(e.id, type(e).__name__.lower(), e.name)
         console.print(table)
@@ -188,8 +183,7 @@ def coverage_cmd(
             f"{len(report.defended)} with a registered bastion defence"
         )
         table = Table(title="by tactic")
-        for col in ("tactic", "techniques", "executable", "linked to an attack"):
-            table.add_column(col)
+        add_columns(table, ("tactic", "techniques", "executable", "linked to an attack"))
         for t in report.by_tactic:
             table.add_row(
                 f"{t.tactic} {t.name}", str(t.techniques), str(t.executable), str(t.linked)

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bastion.catalog import load_catalog
-from bastion.cli._guard import user_errors
+from bastion.cli._guard import add_columns, user_errors
 from bastion.core.errors import ConfigError
 from bastion.threats import build_threat_model, load_plan, load_system
 from bastion.threats.gaps import EvidenceReport, analyse_gaps, load_controls, load_evidence
@@ -53,8 +53,7 @@ def model(
         tm = build_threat_model(load_system(system))
         paths = write_threat_model(tm, out)
     table = Table(title=f"{tm.system.name}: top techniques ({len(tm.techniques)} applicable)")
-    for col in ("technique", "name", "asset", "L", "I", "risk", "bastion attacks"):
-        table.add_column(col)
+    add_columns(table, ("technique", "name", "asset", "L", "I", "risk", "bastion attacks"))
     for t in tm.techniques[:top]:
         table.add_row(
             t.technique,
@@ -140,8 +139,7 @@ def gaps(
         "  ".join(f"[{_STATUS_STYLE[s]}]{s}[/]: {n}" for s, n in counts.items()), highlight=False
     )
     table = Table(title="plan, most urgent first")
-    for col in ("#", "technique", "asset", "status", "risk", "action"):
-        table.add_column(col)
+    add_columns(table, ("#", "technique", "asset", "status", "risk", "action"))
     for i, e in enumerate(ga.plan[:top], 1):
         table.add_row(
             str(i),
@@ -217,8 +215,7 @@ def incident(
         console.print("No catalog technique explains these signals for this system.")
         return
     table = Table(title="candidate techniques")
-    for col in ("technique", "name", "matched signals", "risk"):
-        table.add_column(col)
+    add_columns(table, ("technique", "name", "matched signals", "risk"))
     for c in report.candidates:
         table.add_row(
             c.technique, c.name, ", ".join(c.matched), "-" if c.risk is None else str(c.risk)

@@ -12,7 +12,7 @@ from bastion.core.threat import Access, Norm
     family="evasion",
     access=Access.WHITE_BOX,
     norms=(Norm.LINF, Norm.L2),
-    techniques=("AML.T0043.000", "AML.T0015"),
+    techniques=("AML.T0043.000", "AML.T0043", "AML.T0015"),
     cost=15,
     defaults={"steps": 10},
     fast={"steps": 5},

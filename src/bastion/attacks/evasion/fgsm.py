@@ -14,7 +14,7 @@ __all__ = ["FGSM"]
     family="evasion",
     access=Access.WHITE_BOX,
     norms=(Norm.LINF, Norm.L2),
-    techniques=("AML.T0043.000", "AML.T0015"),
+    techniques=("AML.T0043.000", "AML.T0043", "AML.T0015"),
     cost=10,
 )
 class FGSM(GradientAttack):

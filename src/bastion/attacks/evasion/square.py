@@ -34,7 +34,7 @@ def _as_image(x: torch.Tensor) -> torch.Tensor:
     family="evasion",
     access=Access.SCORES,
     norms=(Norm.LINF,),
-    techniques=("AML.T0043.001", "AML.T0015"),
+    techniques=("AML.T0043.001", "AML.T0043", "AML.T0015"),
     cost=80,
     defaults={"max_queries": 1000},
     fast={"max_queries": 150},

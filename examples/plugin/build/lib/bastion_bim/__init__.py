@@ -1,1 +1,0 @@
-"""An example bastion plugin package."""

@@ -31,7 +31,6 @@ from bastion.core.assessment import Artifact, Assessment, Metric
 from bastion.core.errors import ConfigError, QueryBudgetExceeded
 from bastion.core.files import atomic_write
 from bastion.core.findings import Finding, Severity
-from bastion.core.plugins import load_plugins
 from bastion.core.registry import ATTACKS, Entry
 from bastion.core.targets.base import Target
 from bastion.core.threat import Access, Norm, OutputKind, Threat
@@ -47,7 +46,7 @@ __all__ = [
     "to_assessment",
 ]
 
-#: progress callback: (what runs now, units done, units in all, queries so far)
+#: progress callback: (what runs now, units done, units in all)
 ProgressFn = Callable[[str, int, int], None]
 
 _NUM_EXAMPLES = 8
@@ -132,11 +131,15 @@ class ScanResult:
     feature_names: list[str] = field(default_factory=list)
     complete: bool = True
     limits: list[str] = field(default_factory=list)
-    samples_asked: int | None = None
 
     @property
     def clean_accuracy(self) -> float:
         return self.clean_correct / self.samples if self.samples else 0.0
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the user stopped the scan (Ctrl-C) before every attack ran."""
+        return any(s.limited == "interrupted" for p in self.sweep for s in p.attacks)
 
     def to_assessment(self) -> Assessment:
         return to_assessment(self)
@@ -145,7 +148,6 @@ class ScanResult:
 def default_attacks(target: Target, threat: Threat | Norm) -> list[Entry]:
     """The evasion attacks a scan runs, cheapest first: every one that the target's access
     and the adversary's knowledge allow under the threat's norm (or under ``threat``, a norm)."""
-    load_plugins()
     if isinstance(threat, Norm):
         threat = Threat(norm=threat)
     access = target.access if target.access.rank <= threat.knowledge.rank else threat.knowledge
@@ -153,7 +155,6 @@ def default_attacks(target: Target, threat: Threat | Norm) -> list[Entry]:
 
 
 def _choose(target: Target, threat: Threat, names: Sequence[str] | None) -> list[Entry]:
-    load_plugins()
     if names:
         entries = [ATTACKS.get(n) for n in names]
         for e in entries:
@@ -397,7 +398,6 @@ def scan(
         feature_names=list(data.feature_names),
         complete=complete,
         limits=limits,
-        samples_asked=samples,
     )
     result.findings = evasion_findings(result, entries, data)
     result.seconds = time.perf_counter() - started
@@ -417,9 +417,10 @@ def _unit(summary: AttackSummary, ran: bool) -> dict[str, Any]:
 
 def _skipped(entry: Entry, standing: torch.Tensor, why: str) -> dict[str, Any]:
     """A unit that did not run: every standing input counts as still standing."""
-    summary = AttackSummary(entry.name, entry.access.value, int(standing.sum()), 0, 0, 0.0)
-    summary.limited = why
-    return _unit(summary, ran=False)
+    attacked = int(standing.sum())
+    return _unit(
+        AttackSummary(entry.name, entry.access.value, attacked, 0, 0, 0.0, None, why), False
+    )
 
 
 def _run_unit(
@@ -471,7 +472,7 @@ def _run_unit(
         outcome.queries,
         outcome.seconds,
         median_q,
-        # a budget-limited run is kept (its successes are real) but not saved as finished
+        # a run on a reduced share is kept and saved: its successes are real, its figure marked
         limited=limited,
     )
     fooled = todo[hit]

@@ -43,9 +43,6 @@ def load_target_and_data(
     With no ``spec`` the built-in demo (a small CNN on scikit-learn's digits) is used, trained
     on first use, with its own test data unless ``data_spec`` names other data.
     """
-    from bastion.core.plugins import load_plugins
-
-    load_plugins()
     source = spec or DEMO
     named = TARGET_LOADERS.by_name(source)
     data: Dataset | None = None
@@ -68,14 +65,11 @@ def load_target_and_data(
         headers=dict(headers or {}),
         options={**(options or {}), **({"progress": progress} if named is not None else {})},
     )
+    target = load_target(target_spec)
     if data is None:
-        # a demo brings its own data: load both at once
-        from bastion.core.targets.torch import resolve_device
-        from bastion.zoo import load_demo
+        # a demo brings its own data: the set it was trained on
+        from bastion.data import load_dataset
+        from bastion.zoo import ZOO
 
-        name = DEMO if source == "demo" else source
-        target, data = load_demo(name, device=resolve_device(device), progress=progress)
-        if query_budget is not None:
-            target.query_budget = query_budget
-        return target, data
-    return load_target(target_spec), data
+        data = load_dataset(ZOO[target.name].dataset)
+    return target, data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -11,7 +10,7 @@ import torch
 
 from bastion.attacks._ops import clip_to_bounds, distances, project
 from bastion.core.errors import ConfigError
-from bastion.core.registry import ATTACKS, Entry
+from bastion.core.registry import ATTACKS, Entry, config_model
 from bastion.core.results import AttackResult
 from bastion.core.targets.base import Target
 from bastion.core.threat import Norm, Threat
@@ -43,18 +42,9 @@ class Attack:
     registry_name: ClassVar[str]
 
     # ------------------------------------------------------------------ configuration
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [
-            name
-            for name, p in sig.parameters.items()
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters, as given."""
-        return {name: getattr(self, name) for name in self._param_names()}
+        return {name: getattr(self, name) for name in config_model(type(self)).model_fields}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -64,12 +54,13 @@ class Attack:
     def entry(self) -> Entry:
         """This attack's registry entry; a one-line error for a class never registered."""
         name = getattr(type(self), "registry_name", None)
-        if name is None or name not in ATTACKS or ATTACKS.get(name).cls is not type(self):
+        entry = ATTACKS.get(name) if name is not None and name in ATTACKS else None
+        if entry is None or entry.cls is not type(self):
             raise ConfigError(
                 f"{type(self).__name__} is not a registered attack (a base class, or a subclass "
                 "not yet registered): use a registered one, or decorate it with @register_attack"
             )
-        return ATTACKS.get(name)
+        return entry
 
     def _check_params(self) -> None:
         """Raise :class:`ConfigError` for hyperparameters that make no sense."""

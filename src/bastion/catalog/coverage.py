@@ -8,25 +8,18 @@ from typing import Any
 
 from bastion.catalog._catalog import Catalog
 from bastion.catalog.frameworks import AtlasFramework
-from bastion.core.plugins import load_plugins
 from bastion.core.registry import ATTACKS, DEFENCES
 
 __all__ = ["CoverageReport", "coverage", "registered_attacks", "registered_defences"]
 
 
-def _fill_registries() -> None:
-    load_plugins()
-
-
 def registered_attacks() -> list[str]:
-    """Names of every registered attack (importing the attack modules first)."""
-    _fill_registries()
+    """Names of every registered attack."""
     return ATTACKS.names()
 
 
 def registered_defences() -> list[str]:
-    """Names of every registered defence (importing the defence modules first)."""
-    _fill_registries()
+    """Names of every registered defence."""
     return DEFENCES.names()
 
 

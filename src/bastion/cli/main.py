@@ -33,10 +33,8 @@ app.add_typer(_threats_cli.app, name="threats")
 @app.command()
 def attacks() -> None:
     """List the registered attacks: family, access needed, norms, cost and ATLAS techniques."""
-    from bastion.core.plugins import load_plugins
     from bastion.core.registry import ATTACKS
 
-    load_plugins()
     _plugin_table(
         "Registered attacks",
         [
@@ -56,10 +54,8 @@ def attacks() -> None:
 @app.command()
 def defences() -> None:
     """List the registered defences: kind, what they counter, and their mitigation ids."""
-    from bastion.core.plugins import load_plugins
     from bastion.core.registry import DEFENCES
 
-    load_plugins()
     _plugin_table(
         "Registered defences",
         [

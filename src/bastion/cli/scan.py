@@ -329,11 +329,9 @@ def scan(
     formats = parse_formats(fmt)
 
     # ---- the registry: settings and defences are checked against it
-    from bastion.core.plugins import load_plugins
     from bastion.core.registry import ATTACKS, parse_settings
     from bastion.defences import DefendedTarget, create_defence
 
-    load_plugins()
     params = parse_settings(setting or [])
     for name, values in params.items():
         ATTACKS.get(name).validate(values)
@@ -351,6 +349,7 @@ def scan(
         for item in assessment.items:
             inside(out, item.asset)
 
+    from bastion.assess import default_attacks
     from bastion.assess import scan as run_scan
     from bastion.assess.plan import scan_plan
     from bastion.assess.specs import load_target_and_data
@@ -407,15 +406,15 @@ def scan(
                 epsilons=tuple(
                     sorted(
                         epsilons
-                        or default_epsilons(norm_value, dataset.bounds, _dims(dataset.input_shape))
+                        or default_epsilons(
+                            norm_value, dataset.bounds, math.prod(dataset.input_shape)
+                        )
                     )
                 ),
                 knowledge=tgt.access,
                 criterion=criterion,
             )
-            chosen = [
-                e.name for e in ATTACKS.select(norm=norm_value, access=tgt.access, family="evasion")
-            ]
+            chosen = [e.name for e in default_attacks(tgt, threat)]
             per_attack = _shared_settings(attack_names or chosen, steps, max_queries)
             for name, values in params.items():
                 per_attack.setdefault(name, {}).update(values)
@@ -450,7 +449,7 @@ def scan(
         _summary(result, written)
         if result.complete and name == "":
             checkpoint.unlink(missing_ok=True)
-        interrupted = interrupted or any("interrupted" in lim for lim in result.limits)
+        interrupted = interrupted or result.interrupted
         if threshold is not None:
             failing = failing or any(f.fails(threshold) for f in result.findings)
     if interrupted:
@@ -462,13 +461,6 @@ def scan(
             "unreliable"
         )
         raise typer.Exit(1)
-
-
-def _dims(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n
 
 
 def _shared_settings(

@@ -7,7 +7,8 @@ catalog derives which attacks execute a technique from the entries; the tests pa
 the entries with each one's ``fast`` settings.
 
 Entries are filled when plugin modules are imported. :func:`bastion.core.plugins.load_plugins`
-is the one place that imports them (bastion's own and those of installed packages).
+is the one place that imports them (bastion's own and those of installed packages); every
+registry calls it before it is read, so no caller has to.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from bastion.core.errors import AccessError, ConfigError
+from bastion.core.plugins import load_plugins
 from bastion.core.threat import Access, Norm
 
 __all__ = [
@@ -47,7 +49,18 @@ def config_model(cls: type[Any]) -> type[BaseModel]:
     Hyperparameters are declared once, as the constructor's typed keyword arguments (the
     scikit-learn convention); this derives the validated config from them, so a string from
     the command line (``"100"``) becomes the declared type (``100``) or a one-line error.
+    Built once per class.
     """
+    built = _CONFIGS.get(cls)
+    if built is None:
+        built = _CONFIGS[cls] = _build_config(cls)
+    return built
+
+
+_CONFIGS: dict[type[Any], type[BaseModel]] = {}
+
+
+def _build_config(cls: type[Any]) -> type[BaseModel]:
     try:
         hints = typing.get_type_hints(cls.__init__)
     except Exception:  # an annotation that cannot be resolved: fall back to no types
@@ -228,13 +241,8 @@ class Registry(Generic[T]):
         if self._entries.pop(name, None) is not None:
             self.version += 1
 
-    def _ensure(self) -> None:
-        from bastion.core.plugins import load_plugins
-
-        load_plugins()
-
     def get(self, name: str) -> Entry:
-        self._ensure()
+        load_plugins()
         try:
             return self._entries[name]
         except KeyError:
@@ -254,7 +262,7 @@ class Registry(Generic[T]):
         family: str | None = None,
     ) -> list[Entry]:
         """Entries that run under ``norm`` with ``access`` (and of ``family``), cheapest first."""
-        self._ensure()
+        load_plugins()
         chosen = [
             e
             for e in self._entries.values()
@@ -263,19 +271,19 @@ class Registry(Generic[T]):
         return sorted(chosen, key=lambda e: (e.cost, e.name))
 
     def __iter__(self) -> Iterator[Entry]:
-        self._ensure()
+        load_plugins()
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
     def __len__(self) -> int:
-        self._ensure()
+        load_plugins()
         return len(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        self._ensure()
+        load_plugins()
         return name in self._entries
 
     def names(self) -> list[str]:
-        self._ensure()
+        load_plugins()
         return sorted(self._entries)
 
 

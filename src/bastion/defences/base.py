@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
 import torch
 
 from bastion.core.errors import ConfigError
-from bastion.core.registry import DEFENCES, Entry
+from bastion.core.registry import DEFENCES, Entry, config_model
 from bastion.core.threat import OutputKind
 
 __all__ = [
@@ -30,12 +29,7 @@ class Defence:
     registry_name: ClassVar[str]
 
     def get_params(self) -> dict[str, Any]:
-        sig = inspect.signature(type(self).__init__)
-        return {
-            name: getattr(self, name)
-            for name, p in sig.parameters.items()
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        }
+        return {name: getattr(self, name) for name in config_model(type(self)).model_fields}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
@@ -146,9 +140,6 @@ def parse_defence(spec: str) -> tuple[str, dict[str, Any]]:
 
 def create_defence(spec: str) -> Defence:
     """The registered defence a ``name:param=value,...`` spec names, with its parameters."""
-    from bastion.core.plugins import load_plugins
-
-    load_plugins()
     name, params = parse_defence(spec)
     defence: Defence = DEFENCES.create(name, **params)
     check = getattr(defence, "_check_params", None)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.core.errors import ConfigError, DataError, TargetError, UntrustedFileError
+from bastion.core.plugins import load_plugins
 from bastion.core.targets.base import Target
 from bastion.core.threat import OutputKind
 
@@ -113,9 +114,11 @@ class LoaderRegistry:
         return decorate
 
     def __iter__(self) -> Iterator[LoaderEntry]:
+        load_plugins()
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
     def names(self) -> list[str]:
+        load_plugins()
         return sorted(self._entries)
 
     def by_name(self, spec: str) -> LoaderEntry | None:
@@ -156,10 +159,8 @@ def output_kind(value: str | None, default: OutputKind) -> OutputKind:
 
 def load_target(spec: TargetSpec) -> Target:
     """The target ``spec.source`` names: a registered name, a URL, or a model file."""
-    from bastion.core.plugins import load_plugins
     from bastion.core.redact import redact_url
 
-    load_plugins()
     named = TARGET_LOADERS.by_name(spec.source)
     if named is not None:
         return named.load(spec)

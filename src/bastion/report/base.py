@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bastion.core.assessment import Assessment, Report
+from bastion.core.assessment import Assessment, Metric, Report
 from bastion.core.errors import ConfigError
 from bastion.core.files import atomic_write
+from bastion.core.plugins import load_package, load_plugins
 
 __all__ = [
     "RENDERERS",
@@ -64,7 +65,7 @@ class RendererRegistry:
         return decorate
 
     def get(self, name: str) -> RendererEntry:
-        _ensure()
+        load_plugins()
         try:
             return self._entries[name]
         except KeyError:
@@ -73,21 +74,15 @@ class RendererRegistry:
             ) from None
 
     def names(self) -> list[str]:
-        _ensure()
+        load_plugins()
         return sorted(self._entries)
 
     def __iter__(self) -> Iterator[RendererEntry]:
         return iter(self._entries[n] for n in self.names())
 
     def __contains__(self, name: object) -> bool:
-        _ensure()
+        load_plugins()
         return name in self._entries
-
-
-def _ensure() -> None:
-    from bastion.core.plugins import load_plugins
-
-    load_plugins()
 
 
 RENDERERS = RendererRegistry()
@@ -122,6 +117,18 @@ def section_for(family: str) -> Section:
     return SECTIONS.get(family) or Section()
 
 
+def metric_text(m: Metric) -> tuple[str, str]:
+    """A metric's value and its 95% interval as text: percentages for a fraction, four
+    significant digits and the unit otherwise (the interval empty when there is none)."""
+    if m.unit == "fraction":
+        value = f"{m.value:.1%}"
+        ci = f"{m.ci95[0]:.1%}-{m.ci95[1]:.1%}" if m.ci95 is not None else ""
+    else:
+        value = f"{m.value:.4g} {m.unit}".strip()
+        ci = f"{m.ci95[0]:.4g}-{m.ci95[1]:.4g}" if m.ci95 is not None else ""
+    return value, ci
+
+
 def format_setting(value: Any) -> str:
     """A setting as a person reads it: mappings as ``key: value`` pairs, lists comma-joined,
     empty values left out."""
@@ -135,8 +142,6 @@ def format_setting(value: Any) -> str:
 
 def parse_formats(text: str) -> list[str]:
     """``"html,json"`` -> ``["html", "json"]``, each a registered format; ConfigError otherwise."""
-    from bastion.core.plugins import load_package, load_plugins
-
     names = [f.strip().lower() for f in text.split(",") if f.strip()]
     load_package("bastion.report")
     if not all(n in RENDERERS._entries for n in names):
@@ -157,9 +162,6 @@ def write_report(report: Report, folder: Path, formats: list[str]) -> list[Path]
 
     JSON is rendered first so a crash in a richer format still leaves the data behind.
     """
-    from bastion.core.plugins import load_plugins
-
-    load_plugins()
     order = sorted(formats, key=lambda f: f != "json")
     written = []
     for name in order:

@@ -15,9 +15,9 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from bastion.core.assessment import Artifact, Report
-from bastion.report.base import format_setting, register_renderer, section_for
-from bastion.report.json import catalog_name
+from bastion.core.assessment import Artifact, Metric, Report
+from bastion.report.base import format_setting, metric_text, register_renderer, section_for
+from bastion.report.json import catalog_entry, catalog_name
 
 __all__ = ["HtmlRenderer", "render_html"]
 
@@ -114,14 +114,10 @@ def _visual(art: Artifact) -> Markup | None:
     return Markup('<img alt="{}" src="data:image/png;base64,{}">').format(art.title, png)
 
 
-def _card(m: Any) -> tuple[str, str, str]:
+def _card(m: Metric) -> tuple[str, str, str]:
     """(label, value, interval) of a headline metric for a summary card."""
-    if m.unit == "fraction":
-        value = f"{m.value:.1%}"
-        ci = f"95% CI {m.ci95[0]:.1%}-{m.ci95[1]:.1%}" if m.ci95 else ""
-    else:
-        value = f"{m.value:.4g} {m.unit}".strip()
-        ci = f"95% CI {m.ci95[0]:.4g}-{m.ci95[1]:.4g}" if m.ci95 else ""
+    value, interval = metric_text(m)
+    ci = f"95% CI {interval}" if interval else ""
     if m.limited:
         ci += f" (limited: {m.limited})"
     return (m.label or m.name, value, ci)
@@ -140,16 +136,12 @@ def render_html(report: Report) -> str:
     findings = report.findings
     techniques = {t: catalog_name("technique", t) or "" for f in findings for t in f.techniques}
     mitigations = {}
-    for f in findings:
-        for m in f.mitigations:
-            if m not in mitigations:
-                from bastion.catalog import get_mitigation
-
-                try:
-                    item = get_mitigation(m)
-                    mitigations[m] = {"name": item.name, "description": item.description}
-                except Exception:  # an id the catalog lacks (a third-party plugin's)
-                    mitigations[m] = {"name": "", "description": ""}
+    for m in sorted({m for f in findings for m in f.mitigations}):
+        item = catalog_entry("mitigation", m)
+        mitigations[m] = {
+            "name": item.name if item else "",
+            "description": item.description if item else "",
+        }
     sections = [
         {
             "a": a,

@@ -11,15 +11,25 @@ import json
 import math
 import platform
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bastion.core.assessment import Assessment, Report
+
+if TYPE_CHECKING:
+    from bastion.catalog import CatalogEntry
 from bastion.core.errors import BastionError
 from bastion.report.base import register_renderer
 
-__all__ = ["SCHEMA_VERSION", "JsonRenderer", "catalog_name", "load_schema", "to_dict"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "JsonRenderer",
+    "catalog_entry",
+    "catalog_name",
+    "load_schema",
+    "to_dict",
+]
 
 SCHEMA_VERSION = "2.0"
 
@@ -31,15 +41,21 @@ def load_schema(version: str = SCHEMA_VERSION) -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
-def catalog_name(kind: str, ident: str) -> str | None:
-    """The catalog's name of a technique or mitigation id (None for an id it lacks)."""
+def catalog_entry(kind: str, ident: str) -> CatalogEntry | None:
+    """The catalog's technique or mitigation with this id (None for an id it lacks, such as
+    a third-party plugin's)."""
     from bastion.catalog import get_mitigation, get_technique
 
     try:
-        item = get_technique(ident) if kind == "technique" else get_mitigation(ident)
+        return get_technique(ident) if kind == "technique" else get_mitigation(ident)
     except (BastionError, KeyError):
         return None
-    return str(item.name)
+
+
+def catalog_name(kind: str, ident: str) -> str | None:
+    """The catalog's name of a technique or mitigation id (None for an id it lacks)."""
+    item = catalog_entry(kind, ident)
+    return str(item.name) if item is not None else None
 
 
 def _plain(value: Any) -> Any:

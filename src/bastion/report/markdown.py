@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.core.assessment import Assessment, Metric, Report
-from bastion.report.base import format_setting, register_renderer, section_for
+from bastion.report.base import format_setting, metric_text, register_renderer, section_for
 from bastion.report.json import catalog_name
 
 __all__ = ["MarkdownRenderer", "cell", "format_metric"]
@@ -19,14 +19,8 @@ def cell(value: Any) -> str:
 
 
 def format_metric(m: Metric) -> str:
-    if m.unit == "fraction":
-        text = f"{m.value:.1%}"
-        if m.ci95 is not None:
-            text += f" ({m.ci95[0]:.1%}-{m.ci95[1]:.1%})"
-    else:
-        text = f"{m.value:.4g} {m.unit}".strip()
-        if m.ci95 is not None:
-            text += f" ({m.ci95[0]:.4g}-{m.ci95[1]:.4g})"
+    value, ci = metric_text(m)
+    text = f"{value} ({ci})" if ci else value
     if m.limited:
         text += f" [limited: {m.limited}]"
     return text

@@ -62,10 +62,6 @@ class AssessmentPlan(BaseModel):
 
     def unknown_attacks(self) -> list[str]:
         """Attack names in the plan that the attack registry does not know."""
-        from bastion.core.plugins import load_plugins
-
-        load_plugins()
-
         return sorted({a for item in self.items for a in item.attacks if a not in ATTACKS})
 
 

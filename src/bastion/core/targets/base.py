@@ -119,14 +119,8 @@ class Target(ABC):
 
     def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Predicted labels, (N,) int64, in batches; counts one query per input."""
-        out = []
-        with torch.no_grad():
-            for start in range(0, int(x.shape[0]), batch_size):
-                y = self(x[start : start + batch_size])
-                out.append(y if y.ndim == 1 else y.argmax(dim=1))
-        if not out:
-            return torch.empty(0, dtype=torch.long, device=x.device)
-        return (out[0] if len(out) == 1 else torch.cat(out)).long()
+        out = self.outputs(x, batch_size)
+        return (out if out.ndim == 1 else out.argmax(dim=1)).long()
 
     def outputs(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """The target's answers in batches: (N, C) scores, or (N,) labels for a label-only

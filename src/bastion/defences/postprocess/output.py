@@ -16,8 +16,21 @@ _MITIGATIONS = ("AML.M0002",)
 _TECHNIQUES = ("AML.T0043.001", "AML.T0024.002", "AML.T0024.000")
 
 
-def _probabilities(outputs: torch.Tensor, kind: OutputKind) -> torch.Tensor:
-    return outputs.softmax(dim=1) if kind is OutputKind.LOGITS else outputs
+class _ScoreHardening(Postprocessor):
+    """Answers probabilities made less informative by :meth:`harden`; labels pass through.
+    Logits become probabilities first, so the answer never reveals the logits' scale."""
+
+    def output_kind(self, inner: OutputKind) -> OutputKind:
+        return OutputKind.LABELS if inner is OutputKind.LABELS else OutputKind.PROBABILITIES
+
+    def transform(self, outputs: torch.Tensor, kind: OutputKind) -> torch.Tensor:
+        if kind is OutputKind.LABELS:
+            return outputs
+        probs = outputs.softmax(dim=1) if kind is OutputKind.LOGITS else outputs
+        return self.harden(probs.detach())
+
+    def harden(self, probs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 
 @register_defence(
@@ -30,7 +43,7 @@ def _probabilities(outputs: torch.Tensor, kind: OutputKind) -> torch.Tensor:
     defaults={"decimals": 2},
     fast={"decimals": 1},
 )
-class RoundScores(Postprocessor):
+class RoundScores(_ScoreHardening):
     """Return probabilities rounded to ``decimals`` digits: small changes of a score vanish.
 
     Paper: Tramer, Zhang, Juels, Reiter, Ristenpart, "Stealing Machine Learning Models via
@@ -48,13 +61,8 @@ class RoundScores(Postprocessor):
         if not 0 <= self.decimals <= 6:
             raise ConfigError(f"round decimals must be between 0 and 6, got {self.decimals}")
 
-    def output_kind(self, inner: OutputKind) -> OutputKind:
-        return OutputKind.LABELS if inner is OutputKind.LABELS else OutputKind.PROBABILITIES
-
-    def transform(self, outputs: torch.Tensor, kind: OutputKind) -> torch.Tensor:
-        if kind is OutputKind.LABELS:
-            return outputs
-        return torch.round(_probabilities(outputs, kind).detach(), decimals=self.decimals)
+    def harden(self, probs: torch.Tensor) -> torch.Tensor:
+        return torch.round(probs, decimals=self.decimals)
 
 
 @register_defence(
@@ -67,7 +75,7 @@ class RoundScores(Postprocessor):
     defaults={"k": 1},
     fast={"k": 2},
 )
-class TopK(Postprocessor):
+class TopK(_ScoreHardening):
     """Return the ``k`` highest probabilities and zeros for the other classes.
 
     Paper: Shokri, Stronati, Song, Shmatikov, "Membership Inference Attacks against Machine
@@ -84,13 +92,7 @@ class TopK(Postprocessor):
         if self.k < 1:
             raise ConfigError(f"topk k must be at least 1, got {self.k}")
 
-    def output_kind(self, inner: OutputKind) -> OutputKind:
-        return OutputKind.LABELS if inner is OutputKind.LABELS else OutputKind.PROBABILITIES
-
-    def transform(self, outputs: torch.Tensor, kind: OutputKind) -> torch.Tensor:
-        if kind is OutputKind.LABELS:
-            return outputs
-        probs = _probabilities(outputs, kind).detach()
+    def harden(self, probs: torch.Tensor) -> torch.Tensor:
         k = min(self.k, probs.shape[1])
         kept = torch.zeros_like(probs)
         top = probs.topk(k, dim=1)

@@ -20,7 +20,7 @@ from helpers import accuracy
 # every registered attack, bastion's own and any plugin's, each with its entry's fast settings
 load_plugins()
 CASES = [(e, n) for e in ATTACKS for n in e.norms]
-EPS = {Norm.LINF: 0.2, Norm.L2: 1.5, Norm.L0: 6}
+EPS = {Norm.LINF: 0.2, Norm.L2: 1.5, Norm.L1: 6.0, Norm.L0: 6}
 
 
 def _id(case: tuple[Entry, Norm]) -> str:

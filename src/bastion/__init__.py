@@ -35,9 +35,11 @@ _LAZY = {
     "load_data": "bastion.data",
     "load_dataset": "bastion.data",
     "load_demo": "bastion.zoo",
+    "evaluate": "bastion.assess.evaluate",
 }
 
 if TYPE_CHECKING:
+    from bastion.assess.evaluate import evaluate
     from bastion.attacks import FGSM, PGD, Attack, SquareAttack
     from bastion.core import (
         ATTACKS,
@@ -86,6 +88,7 @@ __all__ = [
     "Threat",
     "TorchTarget",
     "__version__",
+    "evaluate",
     "load_data",
     "load_dataset",
     "load_demo",

@@ -51,6 +51,16 @@ ProgressFn = Callable[[str, int, int], None]
 
 _NUM_EXAMPLES = 8
 _CHECKPOINT_VERSION = 1
+_GROUPED = (
+    "attacks with the same access run as an ensemble, cheapest first, each on the inputs "
+    "still standing; the robust accuracy is the worst case per input over all attacks"
+)
+_CHAINED = (
+    "the attacks run in one chain, in the order listed, each only on the inputs every attack "
+    "before it left standing; an input fooled at a smaller epsilon counts as fooled at the "
+    "larger ones (its adversarial input lies in the larger ball too); the robust accuracy is "
+    "the worst case per input over all attacks"
+)
 
 
 @dataclass
@@ -131,6 +141,12 @@ class ScanResult:
     feature_names: list[str] = field(default_factory=list)
     complete: bool = True
     limits: list[str] = field(default_factory=list)
+    #: how the attacks were combined (reports print it)
+    protocol: str = _GROUPED
+    #: the evaluation preset, when the scan ran one
+    preset: str | None = None
+    #: what the adaptive evaluation did about the checks that fired
+    adaptations: list[str] = field(default_factory=list)
 
     @property
     def clean_accuracy(self) -> float:
@@ -154,12 +170,16 @@ def default_attacks(target: Target, threat: Threat | Norm) -> list[Entry]:
     return ATTACKS.select(norm=threat.norm, access=access, family="evasion")
 
 
-def _choose(target: Target, threat: Threat, names: Sequence[str] | None) -> list[Entry]:
+def _choose(
+    target: Target, threat: Threat, names: Sequence[str] | None, keep_order: bool = False
+) -> list[Entry]:
     if names:
+        if len(set(names)) != len(names):
+            raise ConfigError(f"attacks repeat: {', '.join(names)}")
         entries = [ATTACKS.get(n) for n in names]
         for e in entries:
             e.require(access=target.access, norm=threat.norm, target=target.name)
-        return sorted(entries, key=lambda e: (e.cost, e.name))
+        return entries if keep_order else sorted(entries, key=lambda e: (e.cost, e.name))
     entries = default_attacks(target, threat)
     if not entries:
         raise ConfigError(
@@ -243,6 +263,7 @@ def scan(
     progress: ProgressFn | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
+    chain: bool = False,
 ) -> ScanResult:
     """Attack ``samples`` test inputs of ``data`` at every epsilon of ``threat``.
 
@@ -250,10 +271,16 @@ def scan(
     attack contributed, example images, findings and warnings about the evaluation itself. When
     the query budget runs out or the run is interrupted (Ctrl-C), the result holds what was
     measured, with ``complete=False``.
+
+    By default each access group (white-box, score-based, label-only) is its own ensemble, as
+    that adversary would run it. With ``chain`` the attacks run in the order given as one
+    ensemble, each on what the ones before left standing, and inputs fooled at a smaller
+    epsilon are not attacked again at larger ones: the robustness evaluation's protocol
+    (:func:`bastion.evaluate`).
     """
     started = time.perf_counter()
     threat.check_bounds(target.bounds)
-    entries = _choose(target, threat, attacks)
+    entries = _choose(target, threat, attacks, keep_order=chain)
     # settings are checked and converted to each parameter's declared type ("100" -> 100)
     params = {
         e.name: {**e.defaults, **e.validate((attack_params or {}).get(e.name, {}))} for e in entries
@@ -286,7 +313,9 @@ def scan(
 
     groups: dict[Access, list[tuple[Entry, Any]]] = {}
     for entry, attack in instances:
-        groups.setdefault(entry.access, []).append((entry, attack))
+        # in a chain, every attack counts for the adversary the target exposes
+        groups.setdefault(target.access if chain else entry.access, []).append((entry, attack))
+    carried = torch.zeros_like(correct)
     n_ex = min(_NUM_EXAMPLES, len(x))
     sweep: list[EpsilonResult] = []
     examples: list[Example] = []
@@ -297,14 +326,15 @@ def scan(
     budget_spent = False
     for eps in epsilons:
         at = threat.at(eps)
-        robust = correct.clone()
-        worst = x[:n_ex].clone()
-        adv_pred = clean_pred.clone()
-        who: list[str | None] = [None] * len(x)
+        robust = correct & ~carried
+        if not chain or eps == epsilons[0]:
+            worst = x[:n_ex].clone()
+            adv_pred = clean_pred.clone()
+            who: list[str | None] = [None] * len(x)
         summaries = []
         group_robust = {}
         for access, members in groups.items():
-            standing = correct.clone()
+            standing = correct & ~carried
             for entry, attack in members:
                 key = _Checkpoint.key(eps, entry.name)
                 if key in state.units:
@@ -352,6 +382,9 @@ def scan(
                 if progress is not None:
                     progress(f"{entry.name} eps={eps:g}", done, total_units)
             group_robust[access.value] = int(standing.sum())
+        if chain:
+            # an input fooled here is fooled at every larger epsilon by the same input
+            carried = correct & ~robust
         sweep.append(EpsilonResult(eps, int(robust.sum()), len(x), summaries, group_robust))
         for i in range(n_ex):
             examples.append(
@@ -398,6 +431,7 @@ def scan(
         feature_names=list(data.feature_names),
         complete=complete,
         limits=limits,
+        protocol=_CHAINED if chain else _GROUPED,
     )
     result.findings = evasion_findings(result, entries, data)
     result.seconds = time.perf_counter() - started
@@ -647,6 +681,10 @@ def evasion_findings(result: ScanResult, entries: list[Entry], data: Dataset) ->
     norm = result.threat.norm
     for access in (Access.WHITE_BOX, Access.SCORES, Access.LABELS):
         names = [e.name for e in entries if e.access is access]
+        if result.protocol == _CHAINED:
+            # one chain: every attack stood for the adversary the target exposes
+            present = bool(result.sweep) and access.value in result.sweep[0].group_robust
+            names = [e.name for e in entries] if present else []
         if not names:
             continue
         robust = [(p.epsilon, p.group_accuracy(access.value)) for p in result.sweep]
@@ -951,11 +989,12 @@ def to_assessment(result: ScanResult) -> Assessment:
         "attack_params": result.attack_params,
         "samples": result.samples,
         "seed": result.seed,
-        "protocol": (
-            "attacks with the same access run as an ensemble, cheapest first, each on the inputs "
-            "still standing; the robust accuracy is the worst case per input over all attacks"
-        ),
+        "protocol": result.protocol,
     }
+    if result.preset is not None:
+        setting["preset"] = result.preset
+    if result.adaptations:
+        setting["adaptive evaluation"] = list(result.adaptations)
     return Assessment(
         family="evasion",
         title=f"Evasion: robust accuracy under {norm} perturbations",

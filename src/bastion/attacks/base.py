@@ -24,6 +24,8 @@ class RunLog:
 
     notes: list[str] = field(default_factory=list)
     queries_per_sample: torch.Tensor | None = None
+    #: whether the gradients have been checked for masking (once per run)
+    gradients_checked: bool = False
 
 
 class Attack:

@@ -145,7 +145,7 @@ def scan(
         "bastion-report"
     ),
     norm: Annotated[
-        str | None, typer.Option(help="Perturbation norm: linf (default), l2 or l0.")
+        str | None, typer.Option(help="Perturbation norm: linf (default), l2, l1 or l0.")
     ] = None,
     eps: Annotated[
         str | None,
@@ -219,6 +219,13 @@ def scan(
         bool,
         typer.Option("--resume", help="Continue an interrupted scan from its checkpoint in --out."),
     ] = False,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the robustness evaluation: quick, standard or thorough (one chain of "
+            "attacks in AutoAttack's manner, adapted to what the model's checks show)."
+        ),
+    ] = None,
     timeout: Annotated[
         float | None, typer.Option(help="URL targets: seconds allowed per request, in all.")
     ] = None,
@@ -283,6 +290,10 @@ def scan(
             raise ConfigError(f"--plan sets {', '.join(given)}; give one or the other")
     elif asset is not None:
         raise ConfigError("--asset chooses among a plan's assessments: give --plan too")
+    if preset is not None and plan is not None:
+        raise ConfigError("--plan sets the attacks per assessment; --preset cannot be added")
+    if preset is not None and preset not in ("quick", "standard", "thorough"):
+        raise ConfigError(f"--preset takes quick, standard or thorough; got {preset!r}")
     norm_value = Norm.parse(norm or "linf")
     n_samples = 200 if samples is None else samples
     if n_samples < 1:
@@ -414,22 +425,42 @@ def scan(
                 knowledge=tgt.access,
                 criterion=criterion,
             )
-            chosen = [e.name for e in default_attacks(tgt, threat)]
+            if preset is not None:
+                from bastion.assess.evaluate import evaluate, preset_attacks
+
+                chosen = [name for name, _ in preset_attacks(preset, tgt, threat)]
+            else:
+                chosen = [e.name for e in default_attacks(tgt, threat)]
             per_attack = _shared_settings(attack_names or chosen, steps, max_queries)
             for name, values in params.items():
                 per_attack.setdefault(name, {}).update(values)
-            result = run_scan(
-                tgt,
-                dataset,
-                threat,
-                samples=n_samples,
-                seed=seed,
-                attacks=attack_names,
-                attack_params=per_attack,
-                progress=step,
-                checkpoint=checkpoint,
-                resume=resume,
-            )
+            if preset is not None:
+                result = evaluate(
+                    tgt,
+                    dataset,
+                    threat,
+                    preset=preset,
+                    samples=n_samples,
+                    seed=seed,
+                    attacks=attack_names,
+                    attack_params=per_attack,
+                    progress=step,
+                    checkpoint=checkpoint,
+                    resume=resume,
+                )
+            else:
+                result = run_scan(
+                    tgt,
+                    dataset,
+                    threat,
+                    samples=n_samples,
+                    seed=seed,
+                    attacks=attack_names,
+                    attack_params=per_attack,
+                    progress=step,
+                    checkpoint=checkpoint,
+                    resume=resume,
+                )
             runs.append(("", result))
 
     from bastion.core.assessment import Report

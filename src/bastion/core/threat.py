@@ -29,6 +29,7 @@ __all__ = [
 RELATIVE_EPSILONS: dict[str, tuple[float, ...]] = {
     "linf": (0.05, 0.1, 0.2, 0.3),
     "l2": (0.05, 0.1, 0.2, 0.3),
+    "l1": (0.01, 0.02, 0.05, 0.1),
     "l0": (1, 2, 4, 8),
 }
 
@@ -38,6 +39,7 @@ class Norm(str, Enum):
 
     LINF = "linf"
     L2 = "l2"
+    L1 = "l1"
     L0 = "l0"
 
     @classmethod
@@ -45,9 +47,16 @@ class Norm(str, Enum):
         if isinstance(value, Norm):
             return value
         key = str(value).strip().lower().replace("_", "").replace("-", "")
-        aliases = {"linf": cls.LINF, "inf": cls.LINF, "l∞": cls.LINF, "l2": cls.L2, "l0": cls.L0}
+        aliases = {
+            "linf": cls.LINF,
+            "inf": cls.LINF,
+            "l∞": cls.LINF,
+            "l2": cls.L2,
+            "l1": cls.L1,
+            "l0": cls.L0,
+        }
         if key not in aliases:
-            raise ConfigError(f"unknown norm {value!r}: use one of linf, l2, l0")
+            raise ConfigError(f"unknown norm {value!r}: use one of linf, l2, l1, l0")
         return aliases[key]
 
 
@@ -167,20 +176,23 @@ def absolute_epsilons(
     relative: tuple[float, ...], norm: Norm | str, bounds: tuple[float, float], dims: int
 ) -> tuple[float, ...]:
     """Epsilons given as shares of what the norm can reach, in input units: a share of the
-    input range per feature (Linf), of the range times the root of the dimension (L2), or
-    numbers of changed features as given (L0)."""
+    input range per feature (Linf), of the range times the root of the dimension (L2), of the
+    range times the dimension (L1), or numbers of changed features as given (L0)."""
     n = Norm.parse(norm)
     span = bounds[1] - bounds[0]
     if n is Norm.LINF:
         return tuple(round(r * span, 6) for r in relative)
     if n is Norm.L2:
         return tuple(round(r * span * max(dims, 1) ** 0.5, 4) for r in relative)
+    if n is Norm.L1:
+        return tuple(round(r * span * max(dims, 1), 4) for r in relative)
     return tuple(sorted({float(min(int(r), max(dims, 1))) for r in relative}))
 
 
 def default_epsilons(norm: Norm | str, bounds: tuple[float, float], dims: int) -> tuple[float, ...]:
     """The default sweep, meaning the same on any data: 5%, 10%, 20% and 30% of the input range
-    per feature (Linf), of the range times the root of the dimension (L2), or 1, 2, 4 and 8
-    changed features (L0). The one definition every command uses."""
+    per feature (Linf), of the range times the root of the dimension (L2), 1%, 2%, 5% and 10%
+    of the range times the dimension (L1), or 1, 2, 4 and 8 changed features (L0). The one
+    definition every command uses."""
     n = Norm.parse(norm)
     return absolute_epsilons(RELATIVE_EPSILONS[n.value], n, bounds, dims)

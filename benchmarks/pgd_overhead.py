@@ -66,7 +66,8 @@ def run(
     x = torch.rand((batch, *shape), generator=gen).to(device)
     y = torch.randint(0, 10, (batch,), generator=gen).to(device)
     target = TorchTarget(model, num_classes=10, input_shape=shape)
-    attack = PGD(steps=steps)
+    # every input takes every step, as in the plain loop (early stopping would skip passes)
+    attack = PGD(steps=steps, early_stop=False)
     eps = 0.1
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 

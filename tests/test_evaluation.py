@@ -177,3 +177,17 @@ def test_cli_preset_writes_the_evaluation(
     assert setting["attacks"] == ["apgd-t"]
     code, _, err = run(capsys, "scan", "--preset", "exhaustive")
     assert code != 0 and "--preset takes quick, standard or thorough" in err
+
+
+def test_bastions_own_preprocessing_is_attacked_through_bpda(
+    demo: tuple[TorchTarget, Dataset],
+) -> None:
+    from bastion.defences import DefendedTarget, create_defence
+
+    cnn, data = demo
+    squeezed = DefendedTarget(cnn, [create_defence("squeeze:bits=2")])
+    threat = Threat(norm="linf", epsilons=(0.2,))
+    result = bastion.evaluate(squeezed, data, threat, preset="quick", samples=60)
+    # the straight-through gradient is a real one: nothing is masked, and the model falls
+    assert not any("masked" in a for a in result.adaptations)
+    assert result.sweep[0].robust_accuracy < 0.3 * result.clean_accuracy

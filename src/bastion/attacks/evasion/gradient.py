@@ -142,9 +142,9 @@ class GradientAttack(Attack):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The objective, its gradient, and whether each input reaches the goal; with EOT,
         the mean over ``eot_samples`` passes, and the goal reached on every one of them."""
-        value_sum = torch.zeros(len(x_adv), device=x_adv.device)
-        grad_sum = torch.zeros_like(x_adv)
-        hit = torch.ones(len(x_adv), dtype=torch.bool, device=x_adv.device)
+        value_sum: torch.Tensor | None = None
+        grad_sum: torch.Tensor | None = None
+        hit: torch.Tensor | None = None
         for _ in range(self.eot_samples):
             point = x_adv.detach().requires_grad_(True)
             scores = target(point)
@@ -153,9 +153,18 @@ class GradientAttack(Attack):
                 logits = scores.clamp_min(1e-30).log()
             value = self.objective(logits, y, threat, towards)
             (grad,) = torch.autograd.grad(value.sum(), point)
-            value_sum += value.detach()
-            grad_sum += grad
-            hit &= threat.goal.is_success(scores.detach(), y)
+            reached = threat.goal.is_success(scores.detach(), y)
+            if value_sum is None or grad_sum is None or hit is None:
+                value_sum, grad_sum, hit = value.detach(), grad, reached
+            else:
+                value_sum, grad_sum, hit = (
+                    value_sum + value.detach(),
+                    grad_sum + grad,
+                    hit & reached,
+                )
+        assert value_sum is not None and grad_sum is not None and hit is not None
+        if self.eot_samples == 1:
+            return value_sum, grad_sum, hit
         k = float(self.eot_samples)
         return value_sum / k, grad_sum / k, hit
 

@@ -47,12 +47,15 @@ def make_gateway(cnn: TorchTarget, tmp_path: Path) -> Iterator[MakeGateway]:
 class Client:
     """An httpx client on a running gateway, with one predict key and one admin key."""
 
-    def __init__(self, server: BackgroundServer) -> None:
+    def __init__(self, server: BackgroundServer, *, key: str | None = None) -> None:
         self.server = server
         self.gateway = server.gateway
         self.http = httpx.Client(base_url=server.url, timeout=30)
-        _, self.key = self.gateway.keys.create("alice", ["predict"])
-        _, self.admin = self.gateway.keys.create("root", ["admin"])
+        if key is None:
+            _, self.key = self.gateway.keys.create("alice", ["predict"])
+            _, self.admin = self.gateway.keys.create("root", ["admin"])
+        else:
+            self.key = key
 
     def predict(self, inputs: Any = None, *, key: str | None = "", **kwargs: Any) -> httpx.Response:
         key = self.key if key == "" else key

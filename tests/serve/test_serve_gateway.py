@@ -324,3 +324,14 @@ class TestAudit:
             'bastion_requests_total{decision="no-key",endpoint="predict",status="401"} 1.0' in text
         )
         assert "bastion_inputs_answered_total 3.0" in text
+
+
+def test_kill_switch_serves_503_and_readiness_says_so(serve: Serve) -> None:
+    c = serve(NO_LIMITS)
+    c.gateway.kill_switch = True
+    r = c.predict(batch(1))
+    assert r.status_code == 503 and "switched off" in r.json()["detail"]
+    assert c.http.get("/readyz").json()["checks"]["serving"] is False
+    c.gateway.kill_switch = False
+    assert c.predict(batch(1)).status_code == 200
+    assert [row["decision"] for row in c.gateway.audit.rows()] == ["kill-switch", "allowed"]

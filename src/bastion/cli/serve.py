@@ -17,7 +17,7 @@ from bastion.cli._guard import err_console, user_errors
 if TYPE_CHECKING:
     from bastion.serve.keys import ApiKey, KeyStore
 
-console = Console(emoji=False, highlight=False)
+console = Console(emoji=False)
 
 keys_app = typer.Typer(
     name="keys",
@@ -27,6 +27,10 @@ keys_app = typer.Typer(
 
 _POLICY_HELP = "Policy file (YAML or JSON); its 'database' holds the keys."
 _DB_HELP = "Database URL of the keys (overrides the policy's): sqlite:///PATH or postgresql://..."
+
+
+def _say(text: str) -> None:
+    err_console.print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 def _require_serve() -> None:
@@ -81,22 +85,18 @@ def serve(
         from bastion.serve.logs import configure_logging
         from bastion.serve.server import serve as run
 
-        err_console.print("loading the model ...", highlight=False)
+        _say("loading the model ...")
         tgt, _ = load_target_and_data(
             target, data, arch=arch, trust=trust, device=device, output_kind=output_kind
         )
         gateway = Gateway(tgt, pol)
         configure_logging()
         active = gateway.keys.list(include_revoked=False)
-        err_console.print(
-            f"serving {tgt.name} ({gateway.output_kind.value}) on http://{host}:{port}/predict",
-            highlight=False,
-        )
+        _say(f"serving {tgt.name} ({gateway.output_kind.value}) on http://{host}:{port}/predict")
         if not active:
-            err_console.print(
+            _say(
                 "no API key yet, so every request is refused: "
-                "bastion keys create --name NAME" + (f" --policy {policy}" if policy else ""),
-                highlight=False,
+                "bastion keys create --name NAME" + (f" --policy {policy}" if policy else "")
             )
         run(gateway, host=host, port=port)
 
@@ -135,7 +135,7 @@ def keys_create(
     """Create a key. The key is printed once, alone on stdout; only its digest is stored."""
     with user_errors():
         key, secret = _store(policy, db).create(name, scope or ["predict"])
-    err_console.print(f"created {_shown(key)}; store it now, it is not shown again:")
+    _say(f"created {_shown(key)}; store it now, it is not shown again:")
     print(secret)  # noqa: T201 - the one place the secret is shown: stdout, for a script to take
 
 
@@ -175,7 +175,7 @@ def keys_revoke(
     """Revoke a key: every gateway refuses it from now on."""
     with user_errors():
         key = _store(policy, db).revoke(ref)
-    err_console.print(f"revoked {_shown(key)}")
+    _say(f"revoked {_shown(key)}")
 
 
 @keys_app.command("rotate")
@@ -187,5 +187,5 @@ def keys_rotate(
     """Revoke a key and create its replacement (same name and scopes), printed once."""
     with user_errors():
         key, secret = _store(policy, db).rotate(ref)
-    err_console.print(f"rotated to {_shown(key)}; the old key is revoked. The new key:")
+    _say(f"rotated to {_shown(key)}; the old key is revoked. The new key:")
     print(secret)  # noqa: T201

@@ -151,7 +151,16 @@ class Gateway:
         token = _bearer(authorization)
         if token is None:
             raise Denied(401, "an API key is required: 'Authorization: Bearer <key>'", "no-key")
-        key = self.keys.verify(token)
+        try:
+            key = self.keys.verify(token)
+        except Exception as exc:  # the database is away: no key can be checked, fail closed
+            log_event("keys-unavailable", logging.ERROR, error=type(exc).__name__)
+            raise Denied(
+                503,
+                "the gateway cannot check keys right now; retry later",
+                "keys-unavailable",
+                retry_after=1,
+            ) from None
         if key is None:
             raise Denied(401, "the API key is not valid", "bad-key")
         if not key.allows(scope):

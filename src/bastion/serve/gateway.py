@@ -2,9 +2,9 @@
 
 One predict request goes through, in order: the key (401 without a valid one, 403 without the
 ``predict`` scope), the kill switch (503), the key's rate limit (429), the body and batch
-limits (413), the input checks (400, 422), the key's query budget (429), the detectors, then
-the model and the output hardening. Whatever the outcome, the request's audit row is committed
-before the answer is returned; when it cannot be, the answer is a 503 and not the model's.
+limits (413), the input checks (400, 422), the key's query budget (429), then the model and
+the output hardening. Whatever the outcome, the request's audit row is committed before the
+answer is returned; when it cannot be, the answer is a 503 and not the model's.
 """
 
 from __future__ import annotations
@@ -126,14 +126,29 @@ class Gateway:
             max_body_bytes=self.policy.inputs.max_body_bytes,
             dtype=self.policy.inputs.dtype,
         )
-        self.engine = engine if engine is not None else connect(self.policy.database)
+        self.engine = (
+            engine
+            if engine is not None
+            else connect(self.policy.database, synchronous=self.policy.audit.synchronous)
+        )
         self.keys = KeyStore(self.engine, cache_seconds=self.policy.auth.key_cache_seconds)
-        self.audit = AuditLog(self.engine)
+        self.audit = AuditLog(self.engine, timeout=self.policy.audit.timeout_seconds)
         self.limiter = Limiter(self.policy.limits, namespace=namespace or f"bastion:{target.name}")
         self.metrics = GatewayMetrics()
-        self.kill_switch = False
+        self._kill_switch = False
         self._modes = contextlib.ExitStack()
         self._modes.enter_context(self.model.inference_mode())
+
+    @property
+    def kill_switch(self) -> bool:
+        """While on, every predict request is answered 503 (and audited) without the model."""
+        return self._kill_switch
+
+    @kill_switch.setter
+    def kill_switch(self, on: bool) -> None:
+        self._kill_switch = bool(on)
+        self.metrics.kill_switch.set(1 if on else 0)
+        log_event("kill-switch", logging.WARNING, on=bool(on))
 
     def close(self) -> None:
         """Flush the audit log, give the model its mode back and release the database."""

@@ -7,7 +7,7 @@ cheap on every request. The comparison is :func:`hmac.compare_digest`, and an un
 the same hashing as a known one, so neither timing nor error text tells a caller which ids
 exist.
 
-Scopes: ``predict`` (the model) and ``admin`` (the admin surface, metrics, incidents). A key
+Scopes: ``predict`` (the model) and ``admin`` (the admin routes and the metrics). A key
 has only the scopes it was given; nothing is allowed by default.
 """
 

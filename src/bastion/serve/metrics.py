@@ -20,7 +20,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
 
 class GatewayMetrics:
-    """The gateway's counters: requests by decision, inputs answered, latency, alerts."""
+    """The gateway's counters: requests by decision, inputs answered, latency, kill switch."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -37,12 +37,6 @@ class GatewayMetrics:
             "bastion_request_seconds",
             "Time to answer a predict request, audit log write included.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-            registry=self.registry,
-        )
-        self.alerts = Counter(
-            "bastion_detector_alerts",
-            "Detector alerts by detector and action taken.",
-            ("detector", "action"),
             registry=self.registry,
         )
         self.kill_switch = Gauge(

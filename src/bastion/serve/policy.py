@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import sys
-from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -22,9 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bastion.core.errors import ConfigError
 
 __all__ = [
+    "AuditPolicy",
     "AuthPolicy",
-    "DetectorAction",
-    "DetectorPolicy",
     "InputPolicy",
     "LimitPolicy",
     "Policy",
@@ -148,23 +146,22 @@ class InputPolicy(_Strict):
         return value
 
 
-class DetectorAction(str, Enum):
-    """What the gateway does when a detector fires on a request."""
+class AuditPolicy(_Strict):
+    """How the audit log is written."""
 
-    LOG = "log"
-    FLAG = "flag"
-    THROTTLE = "throttle"
-    BLOCK = "block"
-
-
-class DetectorPolicy(_Strict):
-    """One detector to run and what to do when it fires."""
-
-    name: str = Field(description="The detector: 'extraction' or a registered detector spec.")
-    action: DetectorAction = Field(
-        default=DetectorAction.FLAG, description="log, flag, throttle, block."
+    synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite only. full: a committed row survives a crash of the machine; "
+        "normal: it survives a crash of the gateway process but maybe not a power cut, and "
+        "commits are faster.",
     )
-    params: dict[str, Any] = Field(default_factory=dict, description="The detector's settings.")
+    timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long a request waits for its row to be committed before the answer "
+        "is withheld (503).",
+    )
 
 
 class Policy(_Strict):
@@ -173,19 +170,17 @@ class Policy(_Strict):
     version: Literal[1] = 1
     database: str = Field(
         default="sqlite:///bastion-serve.db",
-        description="SQLAlchemy URL of the keys, the audit log and incidents: sqlite:///PATH "
+        description="SQLAlchemy URL of the keys and the audit log: sqlite:///PATH "
         "(WAL; the default) or postgresql://user@host/db.",
     )
     auth: AuthPolicy = Field(default_factory=AuthPolicy)
     limits: LimitPolicy = Field(default_factory=LimitPolicy)
+    audit: AuditPolicy = Field(default_factory=AuditPolicy)
     inputs: InputPolicy = Field(default_factory=InputPolicy)
     output: list[str] = Field(
         default_factory=list,
         description="Output hardening, postprocessor specs applied in order, e.g. "
         "['round:decimals=2'], ['topk:k=3'] or ['labels'].",
-    )
-    detectors: list[DetectorPolicy] = Field(
-        default_factory=list, description="Detectors to run on every request."
     )
 
     @field_validator("database")

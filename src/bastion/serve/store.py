@@ -1,9 +1,9 @@
-"""The gateway's database: API keys, the audit log and incidents, in SQLAlchemy.
+"""The gateway's database: API keys and the audit log, in SQLAlchemy.
 
-SQLite by default (WAL journal, ``synchronous=FULL``: a committed row survives a crash of the
-process or the machine), PostgreSQL by URL (``postgresql://...`` is driven by psycopg 3).
-Every table is created on first use. The gateway only ever inserts into the audit log; keys and
-incidents change through :mod:`bastion.serve.keys` and :mod:`bastion.serve.incidents`.
+SQLite by default (WAL journal, ``synchronous=FULL`` unless the policy says ``normal``: a
+committed row survives a crash of the process or the machine), PostgreSQL by URL
+(``postgresql://...`` is driven by psycopg 3). Every table is created on first use. The gateway
+only ever inserts into the audit log; keys change through :mod:`bastion.serve.keys`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ require("sqlalchemy")
 
 import sqlalchemy as sa  # noqa: E402
 
-__all__ = ["AUDIT", "INCIDENTS", "INCIDENT_EVENTS", "KEYS", "METADATA", "connect"]
+__all__ = ["AUDIT", "KEYS", "METADATA", "connect"]
 
 METADATA = sa.MetaData()
 
@@ -52,30 +52,6 @@ AUDIT = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False),
 )
 
-INCIDENTS = sa.Table(
-    "bastion_incidents",
-    METADATA,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("opened_at", sa.Float, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("title", sa.String(300), nullable=False),
-    sa.Column("key_id", sa.String(32), nullable=True, index=True),
-    sa.Column("detector", sa.String(100), nullable=False),
-    sa.Column("techniques", sa.String(300), nullable=False),
-    sa.Column("evidence", sa.Text, nullable=False),
-)
-
-INCIDENT_EVENTS = sa.Table(
-    "bastion_incident_events",
-    METADATA,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("incident_id", sa.Integer, nullable=False, index=True),
-    sa.Column("ts", sa.Float, nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("detail", sa.Text, nullable=False),
-)
-
 
 def _normalize(url: str) -> str:
     scheme, sep, rest = url.partition("://")
@@ -89,21 +65,26 @@ def _normalize(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cursor = dbapi_conn.cursor()
-    # WAL lets readers (the admin page, the CLI) run beside the gateway's writes; FULL makes
-    # every commit durable before it returns, which is what "acknowledged = logged" needs
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_pragmas(synchronous: str) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        # WAL lets readers (the CLI, an admin) run beside the gateway's writes; FULL makes
+        # every commit durable on disk before it returns, NORMAL durable against a crash of
+        # the process (the WAL is in the OS's hands) but not of the machine
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return on_connect
 
 
-def connect(url: str, *, connect_timeout: float = 3.0) -> sa.Engine:
+def connect(url: str, *, connect_timeout: float = 3.0, synchronous: str = "full") -> sa.Engine:
     """An engine for ``url`` with every bastion table created.
 
     Connections are checked before use (``pool_pre_ping``), so a database that went away and
-    came back is used again without a restart.
+    came back is used again without a restart. ``synchronous`` (``full`` or ``normal``)
+    applies to SQLite.
     """
     real = _normalize(url)
     args: dict[str, Any] = {}
@@ -117,7 +98,7 @@ def connect(url: str, *, connect_timeout: float = 3.0) -> sa.Engine:
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise ConfigError(f"cannot use database {sa.engine.make_url(real)!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", _sqlite_pragmas(synchronous))
     try:
         METADATA.create_all(engine)
     except sa.exc.OperationalError as exc:

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from bastion.cli import catalog as _catalog_cli
 from bastion.cli import scan as _scan
+from bastion.cli import serve as _serve_cli
 from bastion.cli import threats as _threats_cli
 from bastion.cli._guard import err_console, render_error
 from bastion.core.errors import BastionError
@@ -28,6 +29,8 @@ console = Console(emoji=False)
 app.command("scan")(_scan.scan)
 app.add_typer(_catalog_cli.app, name="catalog")
 app.add_typer(_threats_cli.app, name="threats")
+app.command("serve")(_serve_cli.serve)
+app.add_typer(_serve_cli.keys_app, name="keys")
 
 
 @app.command()

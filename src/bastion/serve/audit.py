@@ -1,0 +1,174 @@
+"""The audit log: one row per request, committed before the answer leaves the gateway.
+
+:meth:`AuditLog.append` returns only once the row is durably committed, and raises
+:class:`AuditUnavailable` when it cannot be: the gateway then answers 503 instead of the
+model's output, so an acknowledged request is always a logged one. Rows from concurrent
+requests are committed together by one writer thread (group commit): one fsync for many
+requests, no lock contention between request threads. The gateway only ever inserts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bastion._extras import require
+from bastion.core.errors import BastionError
+
+require("sqlalchemy")
+
+import sqlalchemy as sa  # noqa: E402
+
+from bastion.serve.store import AUDIT  # noqa: E402
+
+__all__ = ["AuditLog", "AuditRecord", "AuditUnavailable"]
+
+log = logging.getLogger("bastion.serve")
+
+_BATCH = 512  # rows per commit at most
+
+
+class AuditUnavailable(BastionError):
+    """The audit log cannot be written: the gateway fails closed."""
+
+
+@dataclass
+class AuditRecord:
+    """What the audit log keeps of one request (never the inputs, only their digest)."""
+
+    request_id: str
+    endpoint: str
+    status: int
+    decision: str
+    key_id: str | None = None
+    n_inputs: int = 0
+    input_digest: str | None = None
+    verdicts: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+    client: str | None = None
+    latency_ms: float = 0.0
+    ts: float = field(default_factory=time.time)
+
+    def row(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["verdicts"] = json.dumps(self.verdicts, sort_keys=True)
+        out["detail"] = self.detail[:2000]
+        return out
+
+
+class AuditLog:
+    """Durable, append-only request log over a SQLAlchemy engine.
+
+    Args:
+        engine: from :func:`bastion.serve.store.connect`.
+        timeout: seconds :meth:`append` waits for its commit before failing closed.
+    """
+
+    def __init__(self, engine: sa.Engine, *, timeout: float = 5.0) -> None:
+        self.engine = engine
+        self.timeout = timeout
+        self._queue: queue.Queue[tuple[dict[str, Any], Future[None]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def _ensure_writer(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._write_loop, name="bastion-audit", daemon=True
+                )
+                self._thread.start()
+
+    def append(self, record: AuditRecord) -> None:
+        """Commit ``record``; :class:`AuditUnavailable` if that cannot be done in time."""
+        done: Future[None] = Future()
+        self._ensure_writer()
+        self._queue.put((record.row(), done))
+        try:
+            done.result(timeout=self.timeout)
+        except AuditUnavailable:
+            raise
+        except Exception as exc:
+            raise AuditUnavailable(f"the audit log cannot be written: {exc}") from None
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < _BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(AUDIT.insert(), [row for row, _ in batch])
+            except Exception as exc:  # any failure of the database: every waiter fails closed
+                reason = _first_line(exc)
+                log.error(json.dumps({"event": "audit-unavailable", "error": reason}))
+                for _, done in batch:
+                    done.set_exception(AuditUnavailable(f"the audit log is unavailable: {reason}"))
+            else:
+                for _, done in batch:
+                    done.set_result(None)
+
+    def close(self) -> None:
+        """Stop the writer after the rows already queued are committed."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(timeout=self.timeout)
+
+    def ping(self) -> bool:
+        """Whether the database answers now (for readiness)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    # ----------------------------------------------------------------- reading
+    def count(self, **where: Any) -> int:
+        query = sa.select(sa.func.count()).select_from(AUDIT)
+        for name, value in where.items():
+            query = query.where(AUDIT.c[name] == value)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def rows(self, *, key_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Audit rows, oldest first (``limit``: the latest so many)."""
+        return list(self._iter(key_id=key_id, limit=limit))
+
+    def _iter(self, *, key_id: str | None, limit: int | None) -> Iterator[dict[str, Any]]:
+        query = sa.select(AUDIT).order_by(AUDIT.c.id.desc() if limit else AUDIT.c.id)
+        if key_id is not None:
+            query = query.where(AUDIT.c.key_id == key_id)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            found: Sequence[Any] = conn.execute(query).all()
+        if limit:
+            found = list(reversed(found))
+        for r in found:
+            row = dict(r._mapping)
+            row["verdicts"] = json.loads(row["verdicts"])
+            yield row
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

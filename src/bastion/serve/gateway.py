@@ -1,0 +1,318 @@
+"""The gateway: a target behind a policy. Everything the HTTP service does, a caller can do here.
+
+One predict request goes through, in order: the key (401 without a valid one, 403 without the
+``predict`` scope), the kill switch (503), the key's rate limit (429), the body and batch
+limits (413), the input checks (400, 422), the key's query budget (429), then the model and
+the output hardening. Whatever the outcome, the request's audit row is committed before the
+answer is returned; when it cannot be, the answer is a 503 and not the model's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from bastion.core.errors import BastionError, ConfigError
+from bastion.core.targets.base import Target
+from bastion.core.threat import OutputKind
+from bastion.serve.audit import AuditLog, AuditRecord, AuditUnavailable
+from bastion.serve.keys import ApiKey, KeyStore, Scope
+from bastion.serve.logs import log_event
+from bastion.serve.metrics import GatewayMetrics
+from bastion.serve.policy import Policy
+from bastion.serve.ratelimit import Limiter
+from bastion.serve.store import connect
+from bastion.serve.validation import InputSpec, InvalidRequest, input_digest, parse_inputs
+
+__all__ = ["Answer", "Denied", "Gateway", "new_request_id"]
+
+
+def new_request_id() -> str:
+    """A fresh request id (the gateway makes its own; a caller's is never trusted)."""
+    return uuid.uuid4().hex
+
+
+class Denied(BastionError):
+    """A request the gateway refuses: the status, a one-line reason, and the decision."""
+
+    def __init__(
+        self, status: int, message: str, decision: str, *, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.decision = decision
+        self.retry_after = retry_after
+
+
+@dataclass
+class Answer:
+    """What the gateway answers: status, JSON body and headers, and who asked."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    decision: str = "allowed"
+    key: ApiKey | None = None
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+class Gateway:
+    """``target`` served under ``policy``.
+
+    Args:
+        target: any bastion target (a demo, a model file, even a remote endpoint).
+        policy: what to enforce (:func:`bastion.serve.policy.load_policy`).
+        engine: a SQLAlchemy engine for keys and the audit log (default: the policy's
+            ``database``).
+        namespace: prefix of the rate-limit counters (replicas of one model share it).
+
+    Example:
+        >>> gw = Gateway(target, load_policy("policy.yaml"))  # doctest: +SKIP
+        >>> key, secret = gw.keys.create("alice")  # doctest: +SKIP
+        >>> gw.predict(f"Bearer {secret}", b'{"inputs": [...]}').status  # doctest: +SKIP
+        200
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        policy: Policy | None = None,
+        *,
+        engine: Any = None,
+        namespace: str | None = None,
+    ) -> None:
+        from bastion.defences import DefendedTarget, Postprocessor, create_defence
+
+        self.policy = policy or Policy()
+        shape = self.policy.inputs.shape or target.input_shape
+        if shape is None:
+            raise ConfigError(
+                "the target does not declare its input shape: set inputs.shape in the policy"
+            )
+        self.target = target
+        posts = [create_defence(spec) for spec in self.policy.output]
+        self.postprocessors: list[Postprocessor] = [
+            p for p in posts if isinstance(p, Postprocessor)
+        ]
+        self.model: Target = (
+            DefendedTarget(target, self.postprocessors) if self.postprocessors else target
+        )
+        self.output_kind: OutputKind = self.model.output_kind
+        self._decimals = min(
+            (int(p.decimals) for p in self.postprocessors if hasattr(p, "decimals")),
+            default=None,
+        )
+        self.input_spec = InputSpec(
+            shape=tuple(shape),
+            bounds=tuple(self.policy.inputs.bounds or target.bounds),  # type: ignore[arg-type]
+            max_batch=self.policy.inputs.max_batch,
+            max_body_bytes=self.policy.inputs.max_body_bytes,
+            dtype=self.policy.inputs.dtype,
+        )
+        self.engine = (
+            engine
+            if engine is not None
+            else connect(self.policy.database, synchronous=self.policy.audit.synchronous)
+        )
+        self.keys = KeyStore(self.engine, cache_seconds=self.policy.auth.key_cache_seconds)
+        self.audit = AuditLog(self.engine, timeout=self.policy.audit.timeout_seconds)
+        self.limiter = Limiter(self.policy.limits, namespace=namespace or f"bastion:{target.name}")
+        self.metrics = GatewayMetrics()
+        self._kill_switch = False
+        self._modes = contextlib.ExitStack()
+        self._modes.enter_context(self.model.inference_mode())
+
+    @property
+    def kill_switch(self) -> bool:
+        """While on, every predict request is answered 503 (and audited) without the model."""
+        return self._kill_switch
+
+    @kill_switch.setter
+    def kill_switch(self, on: bool) -> None:
+        self._kill_switch = bool(on)
+        self.metrics.kill_switch.set(1 if on else 0)
+        log_event("kill-switch", logging.WARNING, on=bool(on))
+
+    def close(self) -> None:
+        """Flush the audit log, give the model its mode back and release the database."""
+        self.audit.close()
+        self._modes.close()
+        self.engine.dispose()
+
+    # ----------------------------------------------------------------- access
+    def authorize(self, authorization: str | None, scope: Scope) -> ApiKey:
+        """The key an ``Authorization: Bearer`` header carries, if it has ``scope``.
+
+        :class:`Denied` with 401 (no key, or not a valid one: malformed, unknown, revoked) or
+        403 (a valid key without the scope). The message never says which ids exist.
+        """
+        token = _bearer(authorization)
+        if token is None:
+            raise Denied(401, "an API key is required: 'Authorization: Bearer <key>'", "no-key")
+        try:
+            key = self.keys.verify(token)
+        except Exception as exc:  # the database is away: no key can be checked, fail closed
+            log_event("keys-unavailable", logging.ERROR, error=type(exc).__name__)
+            raise Denied(
+                503,
+                "the gateway cannot check keys right now; retry later",
+                "keys-unavailable",
+                retry_after=1,
+            ) from None
+        if key is None:
+            raise Denied(401, "the API key is not valid", "bad-key")
+        if not key.allows(scope):
+            raise Denied(403, f"this key does not have the {scope.value!r} scope", "no-scope")
+        return key
+
+    # ----------------------------------------------------------------- predict
+    def predict(
+        self,
+        authorization: str | None,
+        body: bytes | None,
+        *,
+        request_id: str | None = None,
+        client: str | None = None,
+    ) -> Answer:
+        """Answer one predict request; ``body`` None means it was larger than the limit.
+
+        Never raises for anything a caller can send: every outcome is an :class:`Answer`,
+        and each is in the audit log before it is returned (or the answer is a 503).
+        """
+        start = time.perf_counter()
+        rid = request_id or new_request_id()
+        record = AuditRecord(rid, "predict", status=0, decision="", client=client)
+        answer: Answer
+        try:
+            key = self.authorize(authorization, Scope.PREDICT)
+            record.key_id = key.key_id
+            answer = self._predict(key, body, record)
+        except Denied as denied:
+            headers = {}
+            if denied.status == 401:
+                headers["WWW-Authenticate"] = "Bearer"
+            if denied.retry_after is not None:
+                headers["Retry-After"] = str(denied.retry_after)
+            answer = Answer(denied.status, {"detail": str(denied)}, headers, denied.decision)
+            record.detail = str(denied)
+        except Exception as exc:  # the model itself failed: a 500, logged, never a traceback out
+            log_event("model-error", logging.ERROR, request_id=rid, error=type(exc).__name__)
+            answer = Answer(500, {"detail": "the model failed to answer"}, decision="error")
+            record.detail = f"{type(exc).__name__}: {exc}"
+        record.status = answer.status
+        record.decision = answer.decision
+        record.latency_ms = (time.perf_counter() - start) * 1000
+        try:
+            self.audit.append(record)
+        except AuditUnavailable:
+            answer = Answer(
+                503,
+                {"detail": "the gateway cannot record requests right now; retry later"},
+                {"Retry-After": "1"},
+                "audit-unavailable",
+                answer.key,
+            )
+        elapsed = time.perf_counter() - start
+        self.metrics.requests.labels("predict", str(answer.status), answer.decision).inc()
+        self.metrics.latency.observe(elapsed)
+        if answer.status == 200:
+            self.metrics.inputs.inc(record.n_inputs)
+        log_event(
+            "predict",
+            request_id=rid,
+            key_id=record.key_id,
+            status=answer.status,
+            decision=answer.decision,
+            n_inputs=record.n_inputs,
+            latency_ms=round(elapsed * 1000, 3),
+            client=client,
+        )
+        answer.headers["X-Request-ID"] = rid
+        return answer
+
+    def _predict(self, key: ApiKey, body: bytes | None, record: AuditRecord) -> Answer:
+        if self.kill_switch:
+            raise Denied(503, "this model is switched off", "kill-switch", retry_after=60)
+        refused = self.limiter.check_rate(key.key_id)
+        if refused is not None:
+            raise Denied(
+                429,
+                f"rate limit of {refused.limit} reached for this key",
+                "rate-limited",
+                retry_after=refused.retry_after,
+            )
+        if body is None:
+            limit = self.input_spec.max_body_bytes
+            raise Denied(413, f"the request body is over the limit of {limit} bytes", "invalid")
+        try:
+            x = parse_inputs(body, self.input_spec)
+        except InvalidRequest as exc:
+            raise Denied(exc.status, str(exc), "invalid") from None
+        record.n_inputs = int(x.shape[0])
+        record.input_digest = input_digest(x)
+        refused = self.limiter.charge(key.key_id, int(x.shape[0]))
+        if refused is not None:
+            left = self.limiter.remaining(key.key_id)
+            raise Denied(
+                429,
+                f"{len(x)} more inputs would pass this key's query budget of "
+                f"{refused.limit} ({left} left in this window)",
+                "over-budget",
+                retry_after=refused.retry_after,
+            )
+        outputs = self.answer(x)
+        return Answer(200, {"outputs": outputs}, decision="allowed", key=key)
+
+    def answer(self, x: np.ndarray) -> list[Any]:
+        """The hardened model's answers for a checked batch, as JSON-ready lists."""
+        with torch.no_grad():
+            out = self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        arr = out.detach().cpu().numpy()
+        if self.output_kind is OutputKind.LABELS:
+            return [int(v) for v in arr.reshape(-1)]
+        values = arr.astype(np.float64)
+        if self._decimals is not None:
+            # the rounding happened in float32; say it in the digits it means (0.13, not
+            # 0.12999999523)
+            values = np.round(values, self._decimals)
+        result: list[Any] = values.tolist()
+        return result
+
+    # ----------------------------------------------------------------- health
+    def ready(self) -> Mapping[str, bool]:
+        """Each readiness check: the database, the limits storage, the kill switch."""
+        return {
+            "database": self.audit.ping(),
+            "limits": self.limiter.ping(),
+            "serving": not self.kill_switch,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What the gateway serves, for the admin surface and ``/readyz``."""
+        lo, hi = self.input_spec.bounds
+        return {
+            "target": self.target.name,
+            "output_kind": self.output_kind.value,
+            "num_classes": self.target.num_classes,
+            "input_shape": list(self.input_spec.shape),
+            "bounds": [lo, hi] if math.isfinite(lo) else None,
+            "output": list(self.policy.output),
+            "max_batch": self.input_spec.max_batch,
+        }

@@ -1,0 +1,47 @@
+"""Prometheus metrics of one gateway, in a registry of its own (two gateways in one process,
+as in the tests, never mix their counts)."""
+
+from __future__ import annotations
+
+from bastion._extras import require
+
+require("prometheus_client")
+
+from prometheus_client import (  # noqa: E402
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST  # noqa: E402
+
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+
+
+class GatewayMetrics:
+    """The gateway's counters: requests by decision, inputs answered, latency, kill switch."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "bastion_requests",
+            "Requests by endpoint, HTTP status and decision.",
+            ("endpoint", "status", "decision"),
+            registry=self.registry,
+        )
+        self.inputs = Counter(
+            "bastion_inputs_answered", "Inputs the model answered.", registry=self.registry
+        )
+        self.latency = Histogram(
+            "bastion_request_seconds",
+            "Time to answer a predict request, audit log write included.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=self.registry,
+        )
+        self.kill_switch = Gauge(
+            "bastion_kill_switch", "1 while the kill switch is on.", registry=self.registry
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,113 @@
+"""The gateway's database: API keys and the audit log, in SQLAlchemy.
+
+SQLite by default (WAL journal, ``synchronous=FULL`` unless the policy says ``normal``: a
+committed row survives a crash of the process or the machine), PostgreSQL by URL
+(``postgresql://...`` is driven by psycopg 3). Every table is created on first use. The gateway
+only ever inserts into the audit log; keys change through :mod:`bastion.serve.keys`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bastion._extras import require
+from bastion.core.errors import ConfigError
+
+require("sqlalchemy")
+
+import sqlalchemy as sa  # noqa: E402
+
+__all__ = ["AUDIT", "KEYS", "METADATA", "connect"]
+
+METADATA = sa.MetaData()
+
+KEYS = sa.Table(
+    "bastion_api_keys",
+    METADATA,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, index=True),
+    sa.Column("scopes", sa.String(200), nullable=False),
+    sa.Column("salt", sa.String(64), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("replaced_by", sa.String(32), nullable=True),
+)
+
+AUDIT = sa.Table(
+    "bastion_audit",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
+    sa.Column("key_id", sa.String(32), nullable=True, index=True),
+    sa.Column("endpoint", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("decision", sa.String(64), nullable=False),
+    sa.Column("n_inputs", sa.Integer, nullable=False),
+    sa.Column("input_digest", sa.String(64), nullable=True),
+    sa.Column("verdicts", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("client", sa.String(64), nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+)
+
+
+def _normalize(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"not a database URL: {url.split('@')[-1]!r}")
+    base = scheme.split("+")[0].lower()
+    if base == "postgresql" and "+" not in scheme:
+        return f"postgresql+psycopg://{rest}"
+    if base not in ("sqlite", "postgresql"):
+        raise ConfigError(f"database must be sqlite:/// or postgresql://, got {base!r}")
+    return url
+
+
+def _sqlite_pragmas(synchronous: str) -> Any:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        # WAL lets readers (the CLI, an admin) run beside the gateway's writes; FULL makes
+        # every commit durable on disk before it returns, NORMAL durable against a crash of
+        # the process (the WAL is in the OS's hands) but not of the machine
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    return on_connect
+
+
+def connect(url: str, *, connect_timeout: float = 3.0, synchronous: str = "full") -> sa.Engine:
+    """An engine for ``url`` with every bastion table created.
+
+    Connections are checked before use (``pool_pre_ping``), so a database that went away and
+    came back is used again without a restart. ``synchronous`` (``full`` or ``normal``)
+    applies to SQLite.
+    """
+    real = _normalize(url)
+    args: dict[str, Any] = {}
+    if real.startswith("postgresql"):
+        args["connect_timeout"] = max(1, int(connect_timeout))
+    else:
+        args["timeout"] = connect_timeout
+        args["check_same_thread"] = False
+    try:
+        engine = sa.create_engine(real, pool_pre_ping=True, connect_args=args)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise ConfigError(f"cannot use database {sa.engine.make_url(real)!r}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas(synchronous))
+    try:
+        METADATA.create_all(engine)
+    except sa.exc.OperationalError as exc:
+        engine.dispose()
+        shown = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(f"cannot open database {shown}: {_first_line(exc)}") from None
+    return engine
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

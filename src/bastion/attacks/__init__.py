@@ -1,6 +1,15 @@
 """Attacks, registered in :data:`bastion.core.registry.ATTACKS` on import."""
 
 from bastion.attacks.base import Attack, RunLog
-from bastion.attacks.evasion import FGSM, PGD, GradientAttack, SquareAttack
+from bastion.attacks.evasion import FGSM, NES, PGD, GradientAttack, HopSkipJump, SquareAttack
 
-__all__ = ["FGSM", "PGD", "Attack", "GradientAttack", "RunLog", "SquareAttack"]
+__all__ = [
+    "FGSM",
+    "NES",
+    "PGD",
+    "Attack",
+    "GradientAttack",
+    "HopSkipJump",
+    "RunLog",
+    "SquareAttack",
+]

@@ -2,7 +2,9 @@
 
 from bastion.attacks.evasion.fgsm import FGSM
 from bastion.attacks.evasion.gradient import GradientAttack
+from bastion.attacks.evasion.hopskipjump import HopSkipJump
+from bastion.attacks.evasion.nes import NES
 from bastion.attacks.evasion.pgd import PGD
 from bastion.attacks.evasion.square import SquareAttack
 
-__all__ = ["FGSM", "PGD", "GradientAttack", "SquareAttack"]
+__all__ = ["FGSM", "NES", "PGD", "GradientAttack", "HopSkipJump", "SquareAttack"]

@@ -30,9 +30,16 @@ class _Oracle:
     """
 
     def __init__(
-        self, target: Target, x: torch.Tensor, y: torch.Tensor, threat: Threat, budget: int
+        self,
+        target: Target,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: Threat,
+        budget: int,
+        early_stop: bool,
     ) -> None:
         self.target = target
+        self.early_stop = early_stop
         self.shape = tuple(x.shape[1:])
         self.x = x.reshape(len(x), -1)
         self.y = y
@@ -45,6 +52,14 @@ class _Oracle:
 
     def left(self, idx: torch.Tensor) -> torch.Tensor:
         return self.budget - self.spent[idx]
+
+    def open(self, idx: torch.Tensor) -> torch.Tensor:
+        """Which of the inputs ``idx`` are worth another query: budget left, and (when
+        stopping early) no adversarial point within epsilon yet."""
+        keep = self.left(idx) > 0
+        if self.early_stop:
+            keep &= self.best_dist[idx] > self.threat.epsilon
+        return keep
 
     def __call__(self, points: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
         """Whether each of ``points`` (flat, one row per point) is adversarial for its owner."""
@@ -178,7 +193,7 @@ class HopSkipJump(Attack):
         theta = self.gamma / (d**2 if linf else d**1.5)
         # Linf bisects over boxes around the input, L2 along the straight line to it
         path, tol = ("box", theta * span) if linf else ("line", theta)
-        oracle = _Oracle(target, x, y, threat, budget)
+        oracle = _Oracle(target, x, y, threat, budget, self.early_stop)
 
         start, found = self._start(oracle, flat, threat, generator, lo, hi)
         idx = found.nonzero().squeeze(1)
@@ -190,10 +205,7 @@ class HopSkipJump(Attack):
         cur[idx] = point
         reserve = math.ceil(math.log2(1 / theta)) + 2  # one bisection and a step, roughly
         for t in range(1, self.steps + 1):
-            keep = oracle.left(idx) > 0
-            if self.early_stop:
-                keep &= oracle.best_dist[idx] > threat.epsilon
-            idx = idx[keep]
+            idx = idx[oracle.open(idx)]
             if len(idx) == 0:
                 break
             planned = min(int(self.init_evals * math.sqrt(t)), self.max_evals)
@@ -233,23 +245,26 @@ class HopSkipJump(Attack):
         found = torch.zeros(n, dtype=torch.bool, device=flat.device)
         everyone = torch.arange(n, device=flat.device)
         if threat.targeted and n > 1:
-            # another input of the batch that the target already gives the wanted label
+            # the nearest other input of the batch that already has the wanted label
             outputs = oracle.target.outputs(flat.view(n, *oracle.shape), _BATCH)
             oracle.spent += 1
-            pairs = threat.goal.is_success(
-                outputs.repeat_interleave(n, dim=0), oracle.y.repeat(n)
-            ).view(n, n)  # pairs[j, i]: input j has the label input i wants
             p = math.inf if threat.norm is Norm.LINF else 2.0
-            gaps = torch.cdist(flat.double(), flat.double(), p=p)
-            gaps = gaps.masked_fill(~pairs.T.to(flat.device), math.inf)
-            gaps.fill_diagonal_(math.inf)
-            nearest = gaps.argmin(dim=1)
-            found = torch.isfinite(gaps.gather(1, nearest[:, None]).squeeze(1))
-            start[found] = flat[nearest[found]]
+            for chunk in torch.split(everyone, _BATCH // 4):
+                # wanted[j, i]: input j has the label that input chunk[i] wants
+                wanted = threat.goal.is_success(
+                    outputs.repeat_interleave(len(chunk), dim=0), oracle.y[chunk].repeat(n)
+                ).view(n, len(chunk))
+                gaps = torch.cdist(flat[chunk].double(), flat.double(), p=p)
+                gaps = gaps.masked_fill(~wanted.T.to(flat.device), math.inf)
+                gaps[torch.arange(len(chunk), device=gaps.device), chunk] = math.inf
+                nearest = gaps.argmin(dim=1)
+                has = torch.isfinite(gaps.gather(1, nearest[:, None]).squeeze(1))
+                start[chunk[has]] = flat[nearest[has]]
+                found[chunk[has]] = True
             oracle.keep_closest(start[found], everyone[found])
         for _ in range(self.init_tries):
             todo = everyone[~found]
-            todo = todo[oracle.left(todo) > 0]
+            todo = todo[oracle.open(todo)]
             if len(todo) == 0:
                 break
             noise = torch.rand((len(todo), flat.shape[1]), generator=generator)
@@ -290,7 +305,7 @@ class HopSkipJump(Attack):
             return torch.minimum(torch.maximum(far[rows], x0[rows] - w), x0[rows] + w)
 
         while True:
-            rows = ((high - low > limit) & (oracle.left(idx) > 0)).nonzero().squeeze(1)
+            rows = ((high - low > limit) & oracle.open(idx)).nonzero().squeeze(1)
             if len(rows) == 0:
                 break
             mid = (low[rows] + high[rows]) / 2
@@ -359,7 +374,7 @@ class HopSkipJump(Attack):
         moved = torch.zeros(m, dtype=torch.bool, device=xb.device)
         stepped = xb.clone()
         for _ in range(_MAX_HALVINGS):
-            rows = ((~moved) & (oracle.left(idx) > 0)).nonzero().squeeze(1)
+            rows = ((~moved) & oracle.open(idx)).nonzero().squeeze(1)
             if len(rows) == 0:
                 break
             cand = (xb[rows] + size[rows, None] * update[rows]).clamp(lo, hi)

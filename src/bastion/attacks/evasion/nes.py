@@ -52,7 +52,7 @@ class NES(Attack):
         samples: antithetic pairs per gradient estimate (25).
         sigma: the probes' standard deviation per feature, as a share of the input range
             (0.001).
-        step_size: each step's size as a fraction of epsilon (0.2).
+        step_size: each step's size as a fraction of epsilon (0.3).
 
     Returns: an :class:`~bastion.core.results.AttackResult` with ``queries_per_sample``.
 
@@ -66,7 +66,7 @@ class NES(Attack):
         max_queries: int = 1000,
         samples: int = 25,
         sigma: float = 0.001,
-        step_size: float = 0.2,
+        step_size: float = 0.3,
     ) -> None:
         self.max_queries = max_queries
         self.samples = samples

@@ -15,7 +15,7 @@ from bastion.core.threat import Access, Norm, Threat
 
 __all__ = ["HopSkipJump"]
 
-# a step the geometric search halved this often has found nothing worth a query
+# the geometric step search gives up after this many halvings (a step ~1/4000 of the first)
 _MAX_HALVINGS = 12
 # inputs per call to the target: the gradient estimate asks for many at once
 _BATCH = 1024

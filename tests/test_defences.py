@@ -94,8 +94,16 @@ def test_rounding_lowers_what_a_score_based_attack_can_see(sk_target: Any, digit
 
 def test_label_only_defence_leaves_no_score_attack(cnn: Any, demo: Any) -> None:
     labels = DefendedTarget(cnn, [create_defence("labels")])
-    with pytest.raises(ConfigError, match="label-only"):
-        scan(labels, demo[1], Threat(epsilons=(0.1,)), samples=8)
+    result = scan(
+        labels,
+        demo[1],
+        Threat(epsilons=(0.1,)),
+        samples=8,
+        attack_params={"hopskipjump": {"max_queries": 100}},
+    )
+    # only the label-only attacks run: the scores are gone
+    assert result.attacks == ["hopskipjump"]
+    assert list(result.sweep[0].group_robust) == [Access.LABELS.value]
 
 
 def test_detector_threshold_follows_the_false_positive_rate(cnn: Any) -> None:

@@ -3,8 +3,20 @@
 from bastion.attacks.evasion.apgd import APGD, APGDT
 from bastion.attacks.evasion.fgsm import FGSM
 from bastion.attacks.evasion.gradient import GradientAttack
+from bastion.attacks.evasion.hopskipjump import HopSkipJump
 from bastion.attacks.evasion.mifgsm import MIFGSM
+from bastion.attacks.evasion.nes import NES
 from bastion.attacks.evasion.pgd import PGD
 from bastion.attacks.evasion.square import SquareAttack
 
-__all__ = ["APGD", "APGDT", "FGSM", "MIFGSM", "PGD", "GradientAttack", "SquareAttack"]
+__all__ = [
+    "APGD",
+    "APGDT",
+    "FGSM",
+    "MIFGSM",
+    "NES",
+    "PGD",
+    "GradientAttack",
+    "HopSkipJump",
+    "SquareAttack",
+]

@@ -33,24 +33,29 @@ def _as_image(x: torch.Tensor) -> torch.Tensor:
     "square",
     family="evasion",
     access=Access.SCORES,
-    norms=(Norm.LINF,),
+    norms=(Norm.LINF, Norm.L2),
     techniques=("AML.T0043.001", "AML.T0043", "AML.T0015"),
     cost=80,
     defaults={"max_queries": 1000},
     fast={"max_queries": 150},
 )
 class SquareAttack(Attack):
-    """Random search over squares at the corners of the Linf ball, using scores only.
+    """Random search over square windows of the epsilon ball, using scores only.
 
-    Each step picks a random square window and sets it to a random corner of the epsilon ball
-    (one sign per channel), keeping the change when the margin between the true class and the
-    best other class falls. The window shrinks on a fixed schedule. Tabular inputs are treated
-    as one row of features, windows as runs of neighbouring features.
+    Each step picks a random square window, proposes a new perturbation there, and keeps it
+    when the margin between the true class and the best other class falls. Under Linf the
+    window is set to a random corner of the ball (one sign per channel). Under L2 the
+    window gets a centred pattern of two opposite-signed "mountains" added to what it held,
+    and a second window is cleared: its share of the epsilon budget (and any the perturbation
+    has not used) moves into the first, so the perturbation keeps norm epsilon while its mass
+    is redistributed. The window shrinks on a fixed schedule. Tabular inputs are treated as
+    one row of features, windows as runs of neighbouring features.
 
     Paper: Andriushchenko, Croce, Flammarion, Hein, "Square Attack: a query-efficient
     black-box adversarial attack via random search", 2020, arXiv:1912.00049.
 
-    Threat: score-based black-box (logits or probabilities); Linf; untargeted or targeted.
+    Threat: score-based black-box (logits or probabilities); Linf or L2; untargeted or
+    targeted.
 
     Args:
         max_queries: the most queries per input, the initial one included (1000). A threat's
@@ -61,6 +66,7 @@ class SquareAttack(Attack):
 
     Example:
         >>> result = SquareAttack(max_queries=500).run(target, x, y, eps=0.1)  # doctest: +SKIP
+        >>> result = SquareAttack().run(target, x, y, eps=1.0, norm="l2")  # doctest: +SKIP
     """
 
     def __init__(self, *, max_queries: int = 1000, p_init: float = 0.1) -> None:
@@ -96,10 +102,24 @@ class SquareAttack(Attack):
         generator: torch.Generator,
         log: RunLog,
     ) -> torch.Tensor:
-        eps = threat.epsilon
         budget = self.max_queries
         if threat.queries_per_input is not None:
             budget = min(budget, threat.queries_per_input)
+        if threat.norm is Norm.L2:
+            return self._attack_l2(target, x, y, threat, generator, log, budget)
+        return self._attack_linf(target, x, y, threat, generator, log, budget)
+
+    def _attack_linf(
+        self,
+        target: Target,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: Threat,
+        generator: torch.Generator,
+        log: RunLog,
+        budget: int,
+    ) -> torch.Tensor:
+        eps = threat.epsilon
         lo, hi = target.bounds
         n = len(x)
         img = _as_image(x)
@@ -153,3 +173,151 @@ class SquareAttack(Attack):
             margin[todo[better]] = new[better]
         log.queries_per_sample = spent
         return best.view_as(x)
+
+    def _attack_l2(
+        self,
+        target: Target,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: Threat,
+        generator: torch.Generator,
+        log: RunLog,
+        budget: int,
+    ) -> torch.Tensor:
+        eps = threat.epsilon
+        lo, hi = target.bounds
+        n = len(x)
+        img = _as_image(x)
+        _, c, h, w = img.shape
+
+        def signs(*shape: int) -> torch.Tensor:
+            draw = torch.randint(0, 2, shape, generator=generator, dtype=torch.int8)
+            return (draw.to(img.dtype) * 2 - 1).to(img.device)
+
+        # start at a grid of mountain pairs, one random sign per block and channel
+        bh, bw = (1, max(w // 5, 2)) if h == 1 else (max(h // 5, 2), max(w // 5, 2))
+        bh, bw = min(bh, h), min(bw, w)
+        block = _mountains(bh, bw, img)
+        start = torch.zeros_like(img)
+        top0, left0 = (h - h // bh * bh) // 2, (w - w // bw * bw) // 2
+        for r in range(top0, h - bh + 1, bh):
+            for col in range(left0, w - bw + 1, bw):
+                start[:, :, r : r + bh, col : col + bw] = block * signs(n, c, 1, 1)
+        best = (img + _rescale(start, eps)).clamp(lo, hi)
+        with torch.no_grad():
+            margin = self._margin(target, target(best.view_as(x)), y, threat.goal)
+        spent = torch.ones(n, dtype=torch.long)
+        for i in range(1, budget):
+            todo = (margin > 0).nonzero().squeeze(1)
+            if len(todo) == 0:
+                break
+            p = self._fraction(i, budget)
+            if h == 1:
+                sh, sw = 1, min(max(round(p * w), 2), w)
+            else:
+                side = min(max(round(math.sqrt(p * h * w)), 2), max(h - 1, 2), h, w)
+                sh = sw = side
+            k = len(todo)
+            x0 = img[todo]
+            delta = best[todo] - x0
+            top, left = _window(k, h, w, sh, sw, generator, img.device)
+            turn = None
+            if sh == sw:
+                turn = torch.randint(0, 2, (k,), generator=generator).bool().to(img.device)
+            first, pattern = _placed(_mountains(sh, sw, img), top, left, h, w, turn)
+            pattern = pattern * signs(k, c, 1, 1)
+            second = _mask(*_window(k, h, w, sh, sw, generator, img.device), sh, sw, h, w)
+            # the first window: its current direction plus a new mountain pair, given the
+            # mass of both windows and any budget the perturbation does not yet use
+            in_first = delta * first
+            unit = in_first / _channel_norm(in_first).clamp_min(1e-12)
+            spare = (eps**2 - _channel_norm(delta).pow(2).sum(dim=1, keepdim=True)).clamp_min(0)
+            mass = (spare / c + _channel_norm(delta * (first | second)).pow(2)).sqrt()
+            fresh = unit + pattern
+            fresh = fresh / _channel_norm(fresh).clamp_min(1e-12) * mass
+            proposal = torch.where(first, fresh, torch.where(second, 0.0, delta))
+            cand = (x0 + _rescale(proposal, eps)).clamp(lo, hi)
+            with torch.no_grad():
+                new = self._margin(
+                    target, target(cand.view((k, *x.shape[1:]))), y[todo], threat.goal
+                )
+            spent[todo.cpu()] += 1
+            better = new < margin[todo]
+            best[todo[better]] = cand[better]
+            margin[todo[better]] = new[better]
+        log.queries_per_sample = spent
+        return best.view_as(x)
+
+
+def _channel_norm(t: torch.Tensor) -> torch.Tensor:
+    """The L2 norm of each sample's channel, shape (N, C, 1, 1)."""
+    return t.pow(2).sum(dim=(2, 3), keepdim=True).sqrt()
+
+
+def _rescale(delta: torch.Tensor, eps: float) -> torch.Tensor:
+    """``delta`` scaled to L2 norm ``eps`` per sample."""
+    size = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    scaled: torch.Tensor = delta * (eps / size).view(-1, 1, 1, 1)
+    return scaled
+
+
+def _mountains(sh: int, sw: int, like: torch.Tensor) -> torch.Tensor:
+    """A (sh, sw) pattern of unit norm: two centred mountains of opposite sign, side by side.
+
+    Each mountain rises in square rings toward its centre, ring ``j`` from the edge holding
+    ``sum(1 / (m + 1 - i)**2 for i in range(j + 1))`` for ``m`` rings, as in the paper. The
+    pattern sums to about zero, so it changes the window's look, not its brightness.
+    """
+    halves = [sw // 2, sw - sw // 2] if sw > 1 else [sw]
+    parts = []
+    for sign, width in zip((1.0, -1.0), halves, strict=False):
+        rows = torch.arange(sh, dtype=torch.float64)
+        cols = torch.arange(width, dtype=torch.float64)
+        # distance (in rings) from the centre of the half
+        ring = torch.maximum(
+            (rows - (sh - 1) / 2).abs().floor()[:, None], (cols - (width - 1) / 2).abs().floor()
+        )
+        m = int(ring.max())
+        depth = m - ring  # 0 at the edge
+        weights = 1.0 / (m + 1 - torch.arange(m + 1, dtype=torch.float64)) ** 2
+        cumulative = weights.cumsum(0)
+        parts.append(sign * cumulative[depth.long()])
+    pattern = torch.cat(parts, dim=1)
+    unit: torch.Tensor = pattern / pattern.norm()
+    return unit.to(device=like.device, dtype=like.dtype)
+
+
+def _window(
+    k: int, h: int, w: int, sh: int, sw: int, generator: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random (sh, sw) window per sample: its top row and left column, each (k, 1, 1, 1)."""
+    top = torch.randint(0, h - sh + 1, (k,), generator=generator)
+    left = torch.randint(0, w - sw + 1, (k,), generator=generator)
+    return top.to(device).view(-1, 1, 1, 1), left.to(device).view(-1, 1, 1, 1)
+
+
+def _mask(top: torch.Tensor, left: torch.Tensor, sh: int, sw: int, h: int, w: int) -> torch.Tensor:
+    """Each sample's window as a boolean mask of shape (k, 1, h, w)."""
+    rows = torch.arange(h, device=top.device).view(1, 1, h, 1) - top
+    cols = torch.arange(w, device=top.device).view(1, 1, 1, w) - left
+    return (rows >= 0) & (rows < sh) & (cols >= 0) & (cols < sw)
+
+
+def _placed(
+    pattern: torch.Tensor,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    h: int,
+    w: int,
+    turn: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's window as a mask of shape (k, 1, h, w), and ``pattern`` written into it
+    (zero elsewhere); where ``turn`` holds, a square pattern is written transposed."""
+    sh, sw = pattern.shape
+    mask = _mask(top, left, sh, sw, h, w)
+    r = (torch.arange(h, device=top.device).view(1, 1, h, 1) - top).clamp(0, sh - 1)
+    col = (torch.arange(w, device=top.device).view(1, 1, 1, w) - left).clamp(0, sw - 1)
+    values: torch.Tensor = pattern[r, col]
+    if turn is not None:
+        values = torch.where(turn.view(-1, 1, 1, 1), pattern.T[r, col], values)
+    return mask, values * mask

@@ -204,3 +204,15 @@ def test_scan_is_reproducible(cnn: TorchTarget, demo: Any) -> None:
     b = scan(cnn, demo[1], Threat(epsilons=(0.1,)), samples=30, seed=5, attack_params=FAST)
     assert [p.robust for p in a.sweep] == [p.robust for p in b.sweep]
     assert [e.index for e in a.examples] == [e.index for e in b.examples]
+
+
+def test_a_scan_runs_the_attacks_marked_for_it(cnn: Any, sk_target: Any) -> None:
+    from bastion.assess import default_attacks
+    from bastion.core.registry import ATTACKS
+    from bastion.core.threat import Norm
+
+    white = [e.name for e in default_attacks(cnn, Norm.LINF)]
+    # the presets' attacks are not in a plain scan, nor a label-only one against scores
+    assert white == ["fgsm", "pgd", "square"]
+    assert not ATTACKS.get("apgd").in_scan
+    assert [e.name for e in default_attacks(sk_target, Norm.LINF)] == ["square"]

@@ -162,12 +162,19 @@ class ScanResult:
 
 
 def default_attacks(target: Target, threat: Threat | Norm) -> list[Entry]:
-    """The evasion attacks a scan runs, cheapest first: every one that the target's access
-    and the adversary's knowledge allow under the threat's norm (or under ``threat``, a norm)."""
+    """The evasion attacks a scan runs, cheapest first: every one marked ``in_scan`` that the
+    target's access and the adversary's knowledge allow under the threat's norm (or under
+    ``threat``, a norm). A target that returns scores is not attacked by label-only attacks:
+    an adversary who reads scores does at least as well with the score-based ones."""
     if isinstance(threat, Norm):
         threat = Threat(norm=threat)
     access = target.access if target.access.rank <= threat.knowledge.rank else threat.knowledge
-    return ATTACKS.select(norm=threat.norm, access=access, family="evasion")
+    chosen = ATTACKS.select(norm=threat.norm, access=access, family="evasion")
+    return [
+        e
+        for e in chosen
+        if e.in_scan and (e.access is not Access.LABELS or access is Access.LABELS)
+    ]
 
 
 def _choose(

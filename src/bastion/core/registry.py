@@ -97,6 +97,8 @@ class Entry:
         cost: its rank in an ensemble: cheaper attacks run first.
         defaults: the parameters a scan uses unless told otherwise.
         fast: small settings for the parametrized tests over every entry.
+        in_scan: whether a scan that names no attacks runs it (False for attacks that a
+            cheaper default already stands for, or that belong to the evaluation presets).
         defence_kind: for defences, one of :data:`DEFENCE_KINDS`.
         source: the module that registered it (a third-party plugin shows its package).
     """
@@ -113,6 +115,7 @@ class Entry:
     cost: int = 50
     defaults: Mapping[str, Any] = field(default_factory=dict)
     fast: Mapping[str, Any] = field(default_factory=dict)
+    in_scan: bool = True
     defence_kind: str | None = None
     summary: str = ""
     source: str = ""
@@ -170,6 +173,7 @@ class Entry:
             "mitigations": list(self.mitigations),
             "cost": self.cost,
             "defaults": dict(self.defaults),
+            "in_scan": self.in_scan,
             "summary": self.summary,
         }
         if self.defence_kind is not None:
@@ -199,6 +203,7 @@ class Registry(Generic[T]):
         cost: int = 50,
         defaults: Mapping[str, Any] | None = None,
         fast: Mapping[str, Any] | None = None,
+        in_scan: bool = True,
         defence_kind: str | None = None,
     ) -> Callable[[type[T]], type[T]]:
         """A class decorator adding the class to this registry under ``name``."""
@@ -222,6 +227,7 @@ class Registry(Generic[T]):
                 cost=cost,
                 defaults=dict(defaults or {}),
                 fast=dict(fast or {}),
+                in_scan=in_scan,
                 defence_kind=defence_kind,
                 summary=doc[0] if doc else "",
                 source=cls.__module__,

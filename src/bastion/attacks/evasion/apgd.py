@@ -43,6 +43,8 @@ def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     cost=22,
     defaults={"steps": 100},
     fast={"steps": 10},
+    # in the evaluation presets (bastion scan --preset); a scan's defaults are PGD and Square
+    in_scan=False,
 )
 class APGD(GradientAttack):
     """PGD without a step size to tune: momentum, and a step size halved at checkpoints
@@ -204,6 +206,8 @@ class APGD(GradientAttack):
     cost=24,
     defaults={"steps": 100, "target_classes": 9},
     fast={"steps": 10, "target_classes": 2},
+    # in the evaluation presets (bastion scan --preset); a scan's defaults are PGD and Square
+    in_scan=False,
 )
 class APGDT(APGD):
     """APGD with the targeted DLR loss, aimed in turn at each of the classes the model

@@ -21,6 +21,8 @@ __all__ = ["MIFGSM"]
     cost=18,
     defaults={"steps": 10},
     fast={"steps": 5},
+    # in the evaluation presets (bastion scan --preset); a scan's defaults are PGD and Square
+    in_scan=False,
 )
 class MIFGSM(GradientAttack):
     """Iterative gradient steps along an accumulated momentum of normalized gradients.

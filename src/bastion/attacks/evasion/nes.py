@@ -28,6 +28,8 @@ _BATCH = 1024
     cost=85,
     defaults={"max_queries": 1000},
     fast={"max_queries": 150, "samples": 10},
+    # Square stands for the score-based adversary in a scan; NES is run when named
+    in_scan=False,
 )
 class NES(Attack):
     """Projected gradient descent on the score margin, its gradient estimated from queries.

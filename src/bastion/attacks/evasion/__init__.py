@@ -1,8 +1,11 @@
 """Evasion attacks: inputs crafted to be misclassified at test time."""
 
+from bastion.attacks.evasion.cw import CarliniWagnerL2
+from bastion.attacks.evasion.deepfool import DeepFool
+from bastion.attacks.evasion.fab import FAB
 from bastion.attacks.evasion.fgsm import FGSM
 from bastion.attacks.evasion.gradient import GradientAttack
 from bastion.attacks.evasion.pgd import PGD
 from bastion.attacks.evasion.square import SquareAttack
 
-__all__ = ["FGSM", "PGD", "GradientAttack", "SquareAttack"]
+__all__ = ["FAB", "FGSM", "PGD", "CarliniWagnerL2", "DeepFool", "GradientAttack", "SquareAttack"]

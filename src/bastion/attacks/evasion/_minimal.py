@@ -222,5 +222,5 @@ def project_on_plane(
     t = (c[:, None] - below_prev) / above_prev.clamp_min(1e-30)
     t = torch.where(feasible[:, None], t, torch.full_like(t, float("inf")))
     moved = torch.minimum(t, room)
-    step = w * moved if norm is Norm.L2 else w.sign() * moved
-    return step * flip
+    step: torch.Tensor = w * moved if norm is Norm.L2 else w.sign() * moved
+    return step

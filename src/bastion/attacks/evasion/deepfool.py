@@ -60,7 +60,8 @@ class DeepFool(MinimalAttack):
     Returns: an :class:`~bastion.core.results.AttackResult`.
 
     Example:
-        >>> result = DeepFool().run(target, x, y, eps=1.0, norm="l2")  # doctest: +SKIP
+        >>> attack = DeepFool()  # doctest: +SKIP
+        >>> result = attack.run(target, x, y, eps=1.0, norm="l2")  # doctest: +SKIP
         >>> attack.minimal_distances_.median()  # doctest: +SKIP
     """
 

@@ -32,7 +32,13 @@ def test_scan_demo_writes_reports(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "Robust accuracy" in out and "report.html" in out
     data = _valid(tmp_path / "report.json")
     assert data["target"]["access"] == "white-box"
-    assert data["assessments"][0]["setting"]["attacks"] == ["fgsm", "pgd", "square"]
+    assert data["assessments"][0]["setting"]["attacks"] == [
+        "fgsm",
+        "deepfool",
+        "pgd",
+        "fab",
+        "square",
+    ]
     assert [p["epsilon"] for p in data["assessments"][0]["details"]["sweep"]] == [0.1, 0.3]
     assert (
         data["assessments"][0]["details"]["sweep"][1]["robust_accuracy"]
@@ -62,7 +68,8 @@ def test_scan_l2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert code == 0, err
     data = _valid(tmp_path / "report.json")
     evasion = data["assessments"][0]
-    assert evasion["setting"]["attacks"] == ["fgsm", "pgd"]  # square is Linf only
+    # square is Linf only, cw L2 only
+    assert evasion["setting"]["attacks"] == ["fgsm", "deepfool", "pgd", "fab", "cw"]
     assert evasion["setting"]["threat"]["norm"] == "l2"
     # the default sweep is relative: shares of the range times the root of the 64 features
     from bastion.core.threat import default_epsilons

@@ -91,7 +91,8 @@ def test_a_new_attack_module_is_everywhere(
     # the catalog links it to its techniques, derived from the entry
     assert "pgd-lite" in get_technique("AML.T0043.000").attacks
     assert "pgd-lite" in get_technique("AML.T0015").attacks
-    # the scan runs it by default, in cost order (after fgsm, before pgd), with its defaults
+    # the scan runs it by default, in cost order (after fgsm, before pgd; its cost ties with
+    # deepfool's, and names break ties), with its defaults
     target, data = demo
     result = scan(
         target,
@@ -100,7 +101,7 @@ def test_a_new_attack_module_is_everywhere(
         samples=16,
         attack_params={"square": {"max_queries": 20}},
     )
-    assert result.attacks == ["fgsm", "pgd-lite", "pgd", "square"]
+    assert result.attacks == ["fgsm", "deepfool", "pgd-lite", "pgd", "fab", "square"]
     assert result.attack_params["pgd-lite"] == {"steps": 7}
     # and its parameters are settable from the command line like any attack's
     code, _, err = run(

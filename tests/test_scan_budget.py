@@ -193,12 +193,14 @@ def test_cli_ctrl_c_leaves_a_partial_report_and_resume_finishes_it(
     assert partial["complete"] is False
     assert "--resume" in (tmp_path / "report.html").read_text()
     checkpoint = json.loads((tmp_path / ".bastion-checkpoint.json").read_text())
-    assert list(checkpoint["units"]) == ["0.1/fgsm"]  # what finished before the Ctrl-C
+    # what finished before the Ctrl-C
+    assert list(checkpoint["units"]) == ["0.1/fgsm", "0.1/deepfool"]
 
     code, _, err = run(capsys, *args, "--resume")
     assert code == 0, err
     done = json.loads((tmp_path / "report.json").read_text())
     assert done["complete"] is True
     sweep = done["assessments"][0]["details"]["sweep"]
-    assert [a["attack"] for a in sweep[0]["attacks"]] == ["fgsm", "pgd", "square"]
+    ran = [a["attack"] for a in sweep[0]["attacks"]]
+    assert ran == ["fgsm", "deepfool", "pgd", "fab", "square"]
     assert not (tmp_path / ".bastion-checkpoint.json").exists()

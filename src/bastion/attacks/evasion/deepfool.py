@@ -37,8 +37,8 @@ class DeepFool(MinimalAttack):
     exactly onto the nearest of those hyperplanes (under L2, or under Linf with the dual L1
     norm of the gradient), and adds up the steps; the point tried is the input plus the sum
     scaled by ``1 + overshoot``, clipped to the bounds. An input stops as soon as it is fooled.
-    Each step costs one forward pass and one backward pass per candidate class, for the whole
-    batch.
+    Each step costs one forward pass and one backward pass per candidate class other than the
+    true one, for the whole batch.
 
     Minimal search under a threat's epsilon: a point found within epsilon is returned as it
     is; for a point beyond it (or none found), ``ball_steps`` projected gradient steps on the

@@ -1,6 +1,9 @@
 """Evasion attacks: inputs crafted to be misclassified at test time."""
 
 from bastion.attacks.evasion.apgd import APGD, APGDT
+from bastion.attacks.evasion.cw import CarliniWagnerL2
+from bastion.attacks.evasion.deepfool import DeepFool
+from bastion.attacks.evasion.fab import FAB
 from bastion.attacks.evasion.fgsm import FGSM
 from bastion.attacks.evasion.gradient import GradientAttack
 from bastion.attacks.evasion.hopskipjump import HopSkipJump
@@ -12,10 +15,13 @@ from bastion.attacks.evasion.square import SquareAttack
 __all__ = [
     "APGD",
     "APGDT",
+    "FAB",
     "FGSM",
     "MIFGSM",
     "NES",
     "PGD",
+    "CarliniWagnerL2",
+    "DeepFool",
     "GradientAttack",
     "HopSkipJump",
     "SquareAttack",

@@ -145,22 +145,41 @@ class ScanResult:
         return to_assessment(self)
 
 
-def default_attacks(target: Target, threat: Threat | Norm) -> list[Entry]:
+def default_attacks(
+    target: Target,
+    threat: Threat | Norm,
+    given: dict[str, dict[str, Any]] | None = None,
+) -> list[Entry]:
     """The evasion attacks a scan runs, cheapest first: every one that the target's access
-    and the adversary's knowledge allow under the threat's norm (or under ``threat``, a norm)."""
+    and the adversary's knowledge allow under the threat's norm (or under ``threat``, a norm).
+
+    An attack whose entry ``requires`` parameters (a transfer attack's surrogate) is left out
+    unless its defaults or ``given`` (the scan's settings, by attack) hold them all.
+    """
     if isinstance(threat, Norm):
         threat = Threat(norm=threat)
     access = target.access if target.access.rank <= threat.knowledge.rank else threat.knowledge
-    return ATTACKS.select(norm=threat.norm, access=access, family="evasion")
+    chosen = ATTACKS.select(norm=threat.norm, access=access, family="evasion")
+    given = given or {}
+    return [
+        e
+        for e in chosen
+        if all(p in e.defaults or p in given.get(e.name, {}) for p in e.requires)
+    ]
 
 
-def _choose(target: Target, threat: Threat, names: Sequence[str] | None) -> list[Entry]:
+def _choose(
+    target: Target,
+    threat: Threat,
+    names: Sequence[str] | None,
+    given: dict[str, dict[str, Any]] | None = None,
+) -> list[Entry]:
     if names:
         entries = [ATTACKS.get(n) for n in names]
         for e in entries:
             e.require(access=target.access, norm=threat.norm, target=target.name)
         return sorted(entries, key=lambda e: (e.cost, e.name))
-    entries = default_attacks(target, threat)
+    entries = default_attacks(target, threat, given)
     if not entries:
         raise ConfigError(
             f"no registered attack runs under {threat.norm.value} against a "
@@ -253,7 +272,7 @@ def scan(
     """
     started = time.perf_counter()
     threat.check_bounds(target.bounds)
-    entries = _choose(target, threat, attacks)
+    entries = _choose(target, threat, attacks, attack_params)
     # settings are checked and converted to each parameter's declared type ("100" -> 100)
     params = {
         e.name: {**e.defaults, **e.validate((attack_params or {}).get(e.name, {}))} for e in entries

@@ -97,6 +97,8 @@ class Entry:
         cost: its rank in an ensemble: cheaper attacks run first.
         defaults: the parameters a scan uses unless told otherwise.
         fast: small settings for the parametrized tests over every entry.
+        requires: parameters without which a scan does not pick it by default (a transfer
+            attack needs a surrogate): it runs when named, or when the scan is given them.
         defence_kind: for defences, one of :data:`DEFENCE_KINDS`.
         source: the module that registered it (a third-party plugin shows its package).
     """
@@ -113,6 +115,7 @@ class Entry:
     cost: int = 50
     defaults: Mapping[str, Any] = field(default_factory=dict)
     fast: Mapping[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
     defence_kind: str | None = None
     summary: str = ""
     source: str = ""
@@ -172,6 +175,8 @@ class Entry:
             "defaults": dict(self.defaults),
             "summary": self.summary,
         }
+        if self.requires:
+            out["requires"] = list(self.requires)
         if self.defence_kind is not None:
             out["defence_kind"] = self.defence_kind
         return out
@@ -199,6 +204,7 @@ class Registry(Generic[T]):
         cost: int = 50,
         defaults: Mapping[str, Any] | None = None,
         fast: Mapping[str, Any] | None = None,
+        requires: tuple[str, ...] = (),
         defence_kind: str | None = None,
     ) -> Callable[[type[T]], type[T]]:
         """A class decorator adding the class to this registry under ``name``."""
@@ -222,6 +228,7 @@ class Registry(Generic[T]):
                 cost=cost,
                 defaults=dict(defaults or {}),
                 fast=dict(fast or {}),
+                requires=tuple(requires),
                 defence_kind=defence_kind,
                 summary=doc[0] if doc else "",
                 source=cls.__module__,
@@ -229,6 +236,9 @@ class Registry(Generic[T]):
             # the declared defaults and fast settings must be valid parameters
             entry.validate(entry.defaults)
             entry.validate(entry.fast)
+            unknown = set(entry.requires) - set(entry.parameters())
+            if unknown:
+                raise ValueError(f"{name} requires {sorted(unknown)}, which it does not take")
             self._entries[name] = entry
             self.version += 1
             cls.registry_name = name  # type: ignore[attr-defined]

@@ -1,8 +1,9 @@
 """Evasion attacks: inputs crafted to be misclassified at test time."""
 
+from bastion.attacks.evasion.constrained import ConstrainedPGD
 from bastion.attacks.evasion.fgsm import FGSM
 from bastion.attacks.evasion.gradient import GradientAttack
 from bastion.attacks.evasion.pgd import PGD
 from bastion.attacks.evasion.square import SquareAttack
 
-__all__ = ["FGSM", "PGD", "GradientAttack", "SquareAttack"]
+__all__ = ["FGSM", "PGD", "ConstrainedPGD", "GradientAttack", "SquareAttack"]

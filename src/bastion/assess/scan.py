@@ -162,9 +162,7 @@ def default_attacks(
     chosen = ATTACKS.select(norm=threat.norm, access=access, family="evasion")
     given = given or {}
     return [
-        e
-        for e in chosen
-        if all(p in e.defaults or p in given.get(e.name, {}) for p in e.requires)
+        e for e in chosen if all(p in e.defaults or p in given.get(e.name, {}) for p in e.requires)
     ]
 
 
@@ -646,6 +644,19 @@ _UNRELIABLE = (
 )
 
 
+def _crafting(entries: list[Entry], access: Access) -> tuple[str, ...]:
+    """The crafting sub-techniques the group's attacks declare (a transfer attack's is
+    Black-Box Transfer), or the access level's usual one."""
+    declared = [
+        t
+        for e in entries
+        if e.access is access
+        for t in e.techniques
+        if t.startswith("AML.T0043.")
+    ]
+    return tuple(dict.fromkeys(declared)) or (_CRAFT[access],)
+
+
 def _unreliable(warnings: list[str]) -> str | None:
     fired = [w for w in warnings if any(key in w for key in _UNRELIABLE)]
     if not fired:
@@ -728,7 +739,7 @@ def evasion_findings(result: ScanResult, entries: list[Entry], data: Dataset) ->
                 id=f"evasion-{'white-box' if access is Access.WHITE_BOX else access.value}",
                 title=f"Model evaded by {kind} adversarial examples",
                 severity=severity,
-                techniques=(_CRAFT[access], "AML.T0043", "AML.T0015"),
+                techniques=(*_crafting(entries, access), "AML.T0043", "AML.T0015"),
                 summary=summary,
                 evidence=evidence,
                 mitigations=_MITIGATIONS[access],

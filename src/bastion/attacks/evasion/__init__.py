@@ -5,5 +5,6 @@ from bastion.attacks.evasion.fgsm import FGSM
 from bastion.attacks.evasion.gradient import GradientAttack
 from bastion.attacks.evasion.pgd import PGD
 from bastion.attacks.evasion.square import SquareAttack
+from bastion.attacks.evasion.transfer import TransferAttack
 
-__all__ = ["FGSM", "PGD", "ConstrainedPGD", "GradientAttack", "SquareAttack"]
+__all__ = ["FGSM", "PGD", "ConstrainedPGD", "GradientAttack", "SquareAttack", "TransferAttack"]

@@ -114,7 +114,7 @@ def constrained_assessment(
     rules = rules.with_columns(data.feature_names)
     params = dict(attack_params or {})
     params.pop("constraints", None)
-    attack = ConstrainedPGD(constraints=rules.model_dump(), **params)
+    attack = ConstrainedPGD(constraints=rules.model_dump(exclude_defaults=True), **params)
     attack._check_params()
     threat.check_bounds(target.bounds)
 

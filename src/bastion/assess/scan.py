@@ -648,11 +648,7 @@ def _crafting(entries: list[Entry], access: Access) -> tuple[str, ...]:
     """The crafting sub-techniques the group's attacks declare (a transfer attack's is
     Black-Box Transfer), or the access level's usual one."""
     declared = [
-        t
-        for e in entries
-        if e.access is access
-        for t in e.techniques
-        if t.startswith("AML.T0043.")
+        t for e in entries if e.access is access for t in e.techniques if t.startswith("AML.T0043.")
     ]
     return tuple(dict.fromkeys(declared)) or (_CRAFT[access],)
 

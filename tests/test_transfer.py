@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import torch
 
@@ -13,8 +16,9 @@ from bastion.attacks.evasion import TransferAttack
 from bastion.core.errors import ConfigError
 from bastion.core.targets import SklearnTarget, TorchTarget
 from bastion.core.threat import Access, Norm, Threat
+from bastion.report.json import load_schema
 
-from helpers import accuracy
+from helpers import accuracy, run
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +110,45 @@ def test_scans_run_transfer_only_when_given_a_surrogate(
     assessment = result.to_assessment()
     assert "digits-mlp" in str(assessment.setting["attack_params"]["transfer"]["surrogate"])
     assert finding.techniques[0] == "AML.T0043.002"
+
+
+def test_scan_with_a_surrogate_adds_the_transfer_attack(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = [
+        "scan",
+        "--target",
+        "digits-logreg",
+        "--surrogate",
+        "digits-mlp",
+        "--out",
+        str(tmp_path),
+    ]
+    code, out, err = run(capsys, *args, "--samples", "40", "--eps", "0.2", "--max-queries", "40")
+    assert code == 0, err
+    assert "transfer" in out
+    data = json.loads((tmp_path / "report.json").read_text())
+    jsonschema.validate(data, load_schema())
+    setting = data["assessments"][0]["setting"]
+    assert setting["attacks"] == ["transfer", "square"]
+    assert "digits-mlp" in setting["attack_params"]["transfer"]["surrogate"]
+    transfer = data["assessments"][0]["details"]["sweep"][0]["attacks"][0]
+    assert transfer["attack"] == "transfer" and transfer["fooled"] > 0.5 * transfer["attacked"]
+    assert "AML.T0043.002" in {t for f in data["findings"] for t in f["techniques"]}
+
+
+def test_scan_surrogate_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = str(tmp_path / "r")
+    cases = [
+        (["--surrogate", str(tmp_path / "missing.onnx")], "no such file"),
+        (["--surrogate-arch", "pkg.mod:make"], "give one"),
+        (["--attacks", "transfer"], "transfer needs a surrogate"),
+        (["--target", "digits-logreg", "--surrogate", "fraud-mlp"], "classes"),
+    ]
+    for args, message in cases:
+        code, _, err = run(capsys, "scan", *args, "--out", out, "--samples", "8", "--steps", "2")
+        assert code == 2, err
+        assert message in err and "Traceback" not in err
+        assert len([line for line in err.splitlines() if line.strip()]) == 1, err

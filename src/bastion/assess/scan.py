@@ -157,7 +157,7 @@ def default_attacks(
     unless its defaults or ``given`` (the scan's settings, by attack) hold them all.
     """
     if isinstance(threat, Norm):
-        threat = Threat(norm=threat)
+        threat = Threat(norm=threat, epsilons=(1.0,))  # any size: only the norm matters here
     access = target.access if target.access.rank <= threat.knowledge.rank else threat.knowledge
     chosen = ATTACKS.select(norm=threat.norm, access=access, family="evasion")
     given = given or {}

@@ -3,9 +3,12 @@ inputs and measured on others."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import torch
 
@@ -19,6 +22,9 @@ from bastion.core.targets import TorchTarget
 from bastion.core.threat import Norm, Threat
 from bastion.data import Dataset, load_dataset
 from bastion.report.html import render_html
+from bastion.report.json import load_schema
+
+from helpers import run
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +132,7 @@ def test_patch_assessment_shows_the_patch_and_measures_held_out_images(
     assert "AML.T0041" in finding.techniques and finding.severity.value in ("medium", "high")
     html = render_html(Report([assessment]))
     assert images.title in html and html.count("data:image/png;base64,") == 1
-    assert "random patch" in html
+    assert "random patch" in html  # the control, named in the setting and the finding
 
 
 # ---------------------------------------------------------------------- the UAP
@@ -176,3 +182,48 @@ def test_input_agnostic_attacks_run_only_when_named(cnn: TorchTarget) -> None:
         names = {e.name for e in default_attacks(cnn, norm)}
         assert not names & {"uap", "patch", "transfer", "constrained-pgd"}
     assert ATTACKS.get("uap").family == ATTACKS.get("patch").family == "universal"
+
+
+def test_patch_command_writes_a_report_with_the_patch(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = ["patch", "--out", str(tmp_path), "--steps", "60", "--samples", "80"]
+    code, out, err = run(capsys, *args, "--train-samples", "200", "--size", "0.25")
+    assert code == 0, err
+    assert "random patch" in out and "AML.T0041" in out
+    data = json.loads((tmp_path / "report.json").read_text())
+    jsonschema.validate(data, load_schema())
+    (assessment,) = data["assessments"]
+    assert assessment["family"] == "physical"
+    assert len(assessment["details"]["patch"][0]) == 4  # a 4 x 4 patch, one channel
+    html = (tmp_path / "report.html").read_text()
+    assert "The adversarial patch" in html and "data:image/png;base64," in html
+
+
+def test_patch_command_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cases = [
+        (["--target", "fraud-mlp"], "needs images"),
+        (["--size", "1.5"], "--size"),
+        (["--target-class", "10"], "not a class"),
+        (["--placements", "0"], "--placements"),
+    ]
+    for args, message in cases:
+        code, _, err = run(capsys, "patch", *args, "--out", str(tmp_path / "r"), "--steps", "2")
+        assert code == 2, err
+        assert message in err and "Traceback" not in err
+        assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+
+
+def test_scan_runs_the_patch_under_l0_when_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = ["scan", "--attacks", "patch", "--norm", "l0", "--eps", "4,9", "--out", str(tmp_path)]
+    code, _, err = run(capsys, *args, "--samples", "30", "--steps", "40")
+    assert code == 0, err
+    sweep = json.loads((tmp_path / "report.json").read_text())["assessments"][0]["details"]
+    accuracy = [p["robust_accuracy"] for p in sweep["sweep"]]
+    assert accuracy[-1] < sweep["clean_accuracy"]["value"] - 0.3
+    code, _, err = run(capsys, "scan", "--norm", "l0", "--out", str(tmp_path / "b"))
+    assert code == 2 and "no registered attack runs under l0" in err

@@ -201,7 +201,7 @@ def _patch_images(
 
     def good(i: int) -> bool:
         if attack.target_class is not None:
-            return int(pred[i]) != attack.target_class
+            return int(pred[i]) != attack.target_class or int(y[i]) == attack.target_class
         return int(pred[i]) == int(y[i])
 
     return Artifact(
@@ -213,7 +213,7 @@ def _patch_images(
                 {
                     "label": "patches",
                     "images": [_unit(patch, bounds), _unit(control, bounds)],
-                    "captions": ["adversarial patch", "random patch (control)"],
+                    "captions": ["the patch", "random (control)"],
                     "good": [False, True],
                 },
                 {

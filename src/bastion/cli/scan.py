@@ -372,8 +372,11 @@ def scan(
     params = parse_settings(setting or [])
     for name, values in params.items():
         ATTACKS.get(name).validate(values)
-    if not any(norm_value in e.norms for e in ATTACKS.select(family="evasion")):
-        offered = sorted({n.value for e in ATTACKS.select(family="evasion") for n in e.norms})
+    # the attacks named (a universal one such as patch, under l0), or those a scan picks
+    pool = [ATTACKS.get(n) for n in attack_names] if attack_names else None
+    pool = pool or ATTACKS.select(family="evasion")
+    if not any(norm_value in e.norms for e in pool):
+        offered = sorted({n.value for e in pool for n in e.norms})
         raise ConfigError(
             f"no registered attack runs under {norm_value.value}; choose from {', '.join(offered)}"
         )

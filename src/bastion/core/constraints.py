@@ -187,9 +187,14 @@ class Constraints(BaseModel):
         unknown = sorted({n for n in mentioned if n not in index})
         if unknown:
             known = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
+            hint = (
+                " (the data names no columns: list them under 'columns:')"
+                if self.columns is None
+                else ""
+            )
             raise ConfigError(
                 f"the constraints name unknown feature(s) {', '.join(map(repr, unknown))}; "
-                f"the columns are: {known}"
+                f"the columns are: {known}{hint}"
             )
         lo_b, hi_b = float(bounds[0]), float(bounds[1])
         low = torch.full((n_features,), lo_b, dtype=torch.float64)

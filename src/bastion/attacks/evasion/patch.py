@@ -111,7 +111,7 @@ def _check_images(x: torch.Tensor) -> tuple[int, int, int]:
     access=Access.WHITE_BOX,
     norms=(Norm.L0,),
     data_kinds=("image",),
-    techniques=("AML.T0043.000", "AML.T0043", "AML.T0041", "AML.T0015"),
+    techniques=("AML.T0043.000", "AML.T0043", "AML.T0015"),
     cost=60,
     defaults={"steps": 200, "placements": 16},
     fast={"steps": 40, "placements": 8},
@@ -137,7 +137,9 @@ class AdversarialPatch(Attack):
     Paper: Brown, Mané, Roy, Abadi, Gilmer, "Adversarial Patch", 2017, arXiv:1712.09665.
 
     Threat: white-box; physical-world (L0: the pixels under the patch may become anything in
-    the bounds); untargeted or targeted. Images only.
+    the bounds); untargeted or targeted. Images only. Crafting the patch is white-box
+    optimization (``AML.T0043.000``); deploying it takes physical environment access
+    (``AML.T0041``), which the patch assessment's finding names and bastion does not exercise.
 
     Args:
         size: for :meth:`fit`, the share of the image's area the patch covers at scale 1 (0.1).

@@ -72,18 +72,12 @@ def test_subtechniques_inherit_from_parent() -> None:
     assert child.parent == parent.id
     assert child.tactics == parent.tactics
     assert child.harms == parent.harms
-    # Links to attacks are never inherited: each sub-technique names its own.
-    assert set(child.attacks) == {
-        "fgsm",
-        "pgd",
-        "mifgsm",
-        "apgd",
-        "apgd-t",
-        "cw",
-        "deepfool",
-        "fab",
-    }
-    assert CATALOG.technique("AML.T0043.002").attacks == ()
+    # Links to attacks are never inherited: each sub-technique names its own, the attacks
+    # whose registry entries declare it, and a sibling gets none of the parent's.
+    white_box = {e.name for e in ATTACKS if "AML.T0043.000" in e.techniques}
+    assert {"fgsm", "pgd"} <= white_box
+    assert set(child.attacks) == white_box
+    assert set(CATALOG.technique("AML.T0043.002").attacks) == {"transfer"}
 
 
 def test_every_technique_has_what_a_security_team_needs() -> None:

@@ -67,7 +67,7 @@ PRESETS: dict[str, Preset] = {
             "wrong classes (gradient access), or a short Square / HopSkipJump run",
             white_box=(("apgd-t", {"steps": 25, "target_classes": 2}),),
             scores=(("square", {"max_queries": 500}),),
-            labels=(),
+            labels=(("hopskipjump", {"max_queries": 500}),),
         ),
         Preset(
             "standard",
@@ -79,7 +79,7 @@ PRESETS: dict[str, Preset] = {
                 ("square", {"max_queries": 1000}),
             ),
             scores=(("square", {"max_queries": 5000}),),
-            labels=(),
+            labels=(("hopskipjump", {"max_queries": 2000}),),
         ),
         Preset(
             "thorough",
@@ -90,8 +90,8 @@ PRESETS: dict[str, Preset] = {
                 ("apgd-t", {"steps": 100, "target_classes": 9}),
                 ("square", {"max_queries": 5000}),
             ),
-            scores=(("square", {"max_queries": 10000}),),
-            labels=(),
+            scores=(("square", {"max_queries": 10000}), ("nes", {"max_queries": 2000})),
+            labels=(("hopskipjump", {"max_queries": 5000}),),
         ),
     )
 }
@@ -167,6 +167,7 @@ def evaluate(
     seed: int = 0,
     attacks: Sequence[str] | None = None,
     attack_params: dict[str, dict[str, Any]] | None = None,
+    surrogate: Any = None,
     adaptive: bool = True,
     progress: ProgressFn | None = None,
     checkpoint: Path | None = None,
@@ -174,21 +175,30 @@ def evaluate(
 ) -> ScanResult:
     """The robust accuracy of ``target`` under ``threat``, by a preset's ensemble.
 
-    ``attacks`` replaces the preset's chain (in the order given); ``attack_params`` overrides
-    parameters per attack. With ``adaptive`` (the default), the model is probed first and the
-    evaluation answers what it finds (see the module's documentation); what it did is listed
-    in ``result.adaptations`` and in the report's setting.
+    ``attacks`` replaces the preset's chain (in the order given; an attack the preset also
+    runs keeps the preset's settings); ``attack_params`` overrides parameters per attack.
+    With ``adaptive`` (the default), the model is probed first and the evaluation answers
+    what it finds (see the module's documentation); what it did is listed in
+    ``result.adaptations`` and in the report's setting. A ``surrogate`` (a white-box target,
+    or a target spec) adds a transfer attack crafted on it to the end of the chain.
 
     Returns a :class:`~bastion.assess.scan.ScanResult`: robust accuracy per epsilon with 95%
     intervals, what each attack fooled with queries and time spent, findings and warnings.
     """
     threat.check_bounds(target.bounds)
     if attacks:
-        chain: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in attacks]
-        for name, _ in chain:
+        # the attacks given, in order, with the preset's settings for those it has
+        known = {name: p for name, p in preset_attacks(preset, target, threat)}
+        for name in attacks:
             ATTACKS.get(name)
+        chain: list[tuple[str, dict[str, Any]]] = [
+            (name, dict(known.get(name, {}))) for name in attacks
+        ]
     else:
         chain = preset_attacks(preset, target, threat)
+    if surrogate is not None and "transfer" not in [name for name, _ in chain]:
+        # adversarial inputs crafted on the surrogate: a check that needs no gradient here
+        chain.append(("transfer", {"surrogate": surrogate}))
     params: dict[str, dict[str, Any]] = {name: dict(p) for name, p in chain}
     for name, extra in (attack_params or {}).items():
         params.setdefault(name, {}).update(extra)

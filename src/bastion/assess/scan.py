@@ -161,24 +161,39 @@ class ScanResult:
         return to_assessment(self)
 
 
-def default_attacks(target: Target, threat: Threat | Norm) -> list[Entry]:
+def default_attacks(
+    target: Target,
+    threat: Threat | Norm,
+    given: dict[str, dict[str, Any]] | None = None,
+) -> list[Entry]:
     """The evasion attacks a scan runs, cheapest first: every one marked ``in_scan`` that the
     target's access and the adversary's knowledge allow under the threat's norm (or under
     ``threat``, a norm). A target that returns scores is not attacked by label-only attacks:
-    an adversary who reads scores does at least as well with the score-based ones."""
+    an adversary who reads scores does at least as well with the score-based ones.
+
+    An attack whose entry ``requires`` parameters (a transfer attack's surrogate) is left out
+    unless its defaults or ``given`` (the scan's settings, by attack) hold them all.
+    """
     if isinstance(threat, Norm):
-        threat = Threat(norm=threat)
+        threat = Threat(norm=threat, epsilons=(1.0,))  # any size: only the norm matters here
     access = target.access if target.access.rank <= threat.knowledge.rank else threat.knowledge
     chosen = ATTACKS.select(norm=threat.norm, access=access, family="evasion")
+    given = given or {}
     return [
         e
         for e in chosen
-        if e.in_scan and (e.access is not Access.LABELS or access is Access.LABELS)
+        if e.in_scan
+        and (e.access is not Access.LABELS or access is Access.LABELS)
+        and all(p in e.defaults or p in given.get(e.name, {}) for p in e.requires)
     ]
 
 
 def _choose(
-    target: Target, threat: Threat, names: Sequence[str] | None, keep_order: bool = False
+    target: Target,
+    threat: Threat,
+    names: Sequence[str] | None,
+    given: dict[str, dict[str, Any]] | None = None,
+    keep_order: bool = False,
 ) -> list[Entry]:
     if names:
         if len(set(names)) != len(names):
@@ -187,7 +202,7 @@ def _choose(
         for e in entries:
             e.require(access=target.access, norm=threat.norm, target=target.name)
         return entries if keep_order else sorted(entries, key=lambda e: (e.cost, e.name))
-    entries = default_attacks(target, threat)
+    entries = default_attacks(target, threat, given)
     if not entries:
         raise ConfigError(
             f"no registered attack runs under {threat.norm.value} against a "
@@ -287,7 +302,7 @@ def scan(
     """
     started = time.perf_counter()
     threat.check_bounds(target.bounds)
-    entries = _choose(target, threat, attacks, keep_order=chain)
+    entries = _choose(target, threat, attacks, attack_params, keep_order=chain)
     # settings are checked and converted to each parameter's declared type ("100" -> 100)
     params = {
         e.name: {**e.defaults, **e.validate((attack_params or {}).get(e.name, {}))} for e in entries
@@ -668,6 +683,15 @@ _UNRELIABLE = (
 )
 
 
+def _crafting(entries: list[Entry], access: Access) -> tuple[str, ...]:
+    """The crafting sub-techniques the group's attacks declare (a transfer attack's is
+    Black-Box Transfer), or the access level's usual one."""
+    declared = [
+        t for e in entries if e.access is access for t in e.techniques if t.startswith("AML.T0043.")
+    ]
+    return tuple(dict.fromkeys(declared)) or (_CRAFT[access],)
+
+
 def _unreliable(warnings: list[str]) -> str | None:
     fired = [w for w in warnings if any(key in w for key in _UNRELIABLE)]
     if not fired:
@@ -754,7 +778,7 @@ def evasion_findings(result: ScanResult, entries: list[Entry], data: Dataset) ->
                 id=f"evasion-{'white-box' if access is Access.WHITE_BOX else access.value}",
                 title=f"Model evaded by {kind} adversarial examples",
                 severity=severity,
-                techniques=(_CRAFT[access], "AML.T0043", "AML.T0015"),
+                techniques=(*_crafting(entries, access), "AML.T0043", "AML.T0015"),
                 summary=summary,
                 evidence=evidence,
                 mitigations=_MITIGATIONS[access],

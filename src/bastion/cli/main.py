@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bastion.cli import catalog as _catalog_cli
+from bastion.cli import patch as _patch
 from bastion.cli import scan as _scan
 from bastion.cli import serve as _serve_cli
 from bastion.cli import threats as _threats_cli
@@ -27,6 +28,7 @@ app = typer.Typer(
 console = Console(emoji=False)
 
 app.command("scan")(_scan.scan)
+app.command("patch")(_patch.patch)
 app.add_typer(_catalog_cli.app, name="catalog")
 app.add_typer(_threats_cli.app, name="threats")
 app.command("serve")(_serve_cli.serve)

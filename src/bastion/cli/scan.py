@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from bastion.assess.scan import ScanResult
+    from bastion.core.assessment import Assessment
+    from bastion.core.constraints import Constraints
+    from bastion.core.targets.base import Target
+    from bastion.data import Dataset
 
 console = Console(emoji=False)
 
@@ -268,6 +272,27 @@ def scan(
             "medium, low): a gate for CI."
         ),
     ] = None,
+    surrogate: Annotated[
+        str | None,
+        typer.Option(
+            help="A model of your own, of the same task (a spec as for --target, loaded under "
+            "the same --trust rule): adds the transfer attack, crafted on it."
+        ),
+    ] = None,
+    surrogate_arch: Annotated[
+        str | None,
+        typer.Option(
+            help="For a state-dict --surrogate: its architecture, package.module:factory."
+        ),
+    ] = None,
+    constraints: Annotated[
+        Path | None,
+        typer.Option(
+            help="A constraints file (YAML/JSON: immutable, stepped, one-hot features, ranges, "
+            "per-feature epsilons): only attacks that respect it run, and the report lists "
+            "what they changed, feature by feature."
+        ),
+    ] = None,
 ) -> None:
     """Attack a model over an epsilon sweep and write the reports (HTML and JSON by default)."""
     from bastion.core.findings import Severity
@@ -333,6 +358,18 @@ def scan(
     for flag, spec in (("--target", target), ("--data", data)):
         if spec is not None and _missing_path(spec):
             raise ConfigError(f"{flag} {spec}: no such file or folder")
+    # ---- --surrogate and --constraints: checked here, applied once the data is loaded
+    if surrogate is not None and _missing_path(surrogate):
+        raise ConfigError(f"--surrogate {surrogate}: no such file or folder")
+    if surrogate_arch is not None and surrogate is None:
+        raise ConfigError("--surrogate-arch describes a --surrogate: give one")
+    rules = None
+    if constraints is not None:
+        from bastion.core.constraints import Constraints
+
+        if plan is not None:
+            raise ConfigError("--constraints applies to a scan without --plan")
+        rules = Constraints.load(constraints)
     checkpoint = out / _CHECKPOINT
     if resume and not checkpoint.is_file():
         raise ConfigError(f"--resume: no interrupted scan to resume in {out}")
@@ -346,8 +383,11 @@ def scan(
     params = parse_settings(setting or [])
     for name, values in params.items():
         ATTACKS.get(name).validate(values)
-    if not any(norm_value in e.norms for e in ATTACKS.select(family="evasion")):
-        offered = sorted({n.value for e in ATTACKS.select(family="evasion") for n in e.norms})
+    # the attacks named (a universal one such as patch, under l0), or those a scan picks
+    pool = [ATTACKS.get(n) for n in attack_names] if attack_names else None
+    pool = pool or ATTACKS.select(family="evasion")
+    if not any(norm_value in e.norms for e in pool):
+        offered = sorted({n.value for e in pool for n in e.norms})
         raise ConfigError(
             f"no registered attack runs under {norm_value.value}; choose from {', '.join(offered)}"
         )
@@ -375,6 +415,7 @@ def scan(
         options["redirects"] = redirects
     command = rerun_command(sys.argv[1:])
     runs: list[tuple[str, ScanResult]] = []
+    also: dict[str, list[Assessment]] = {}
     with _progress() as bar:
         task = bar.add_task("loading the target", total=None)
 
@@ -431,8 +472,24 @@ def scan(
                 chosen = [name for name, _ in preset_attacks(preset, tgt, threat)]
             else:
                 chosen = [e.name for e in default_attacks(tgt, threat)]
+            extra: dict[str, dict[str, Any]] = {}
+            if surrogate is not None:
+                attack_names, extra["transfer"] = _with_surrogate(
+                    attack_names or chosen,
+                    surrogate,
+                    dataset,
+                    arch=surrogate_arch,
+                    trust=trust,
+                    device=device,
+                )
+            if rules is not None:
+                rules = rules.with_columns(dataset.feature_names)
+                attack_names, by_rules = _with_constraints(attack_names, rules, tgt, dataset)
+                extra.update(by_rules)
             per_attack = _shared_settings(attack_names or chosen, steps, max_queries)
             for name, values in params.items():
+                per_attack.setdefault(name, {}).update(values)
+            for name, values in extra.items():
                 per_attack.setdefault(name, {}).update(values)
             if preset is not None:
                 result = evaluate(
@@ -462,6 +519,23 @@ def scan(
                     resume=resume,
                 )
             runs.append(("", result))
+            if rules is not None:
+                from bastion.assess.constrained import constrained_assessment
+
+                bar.update(task, description="attacking: the constrained assessment")
+                settings = dict(per_attack.get("constrained-pgd", {}))
+                settings.pop("constraints", None)
+                also[""] = [
+                    constrained_assessment(
+                        tgt,
+                        dataset,
+                        rules,
+                        threat,
+                        samples=n_samples,
+                        seed=seed,
+                        attack_params=settings,
+                    )
+                ]
 
     from bastion.core.assessment import Report
     from bastion.report import write_report
@@ -470,7 +544,8 @@ def scan(
     interrupted = False
     for name, result in runs:
         folder = inside(out, name) if len(runs) > 1 else out
-        report = Report([result.to_assessment()], asset=name or None, command=command)
+        more = also.get(name, [])
+        report = Report([result.to_assessment(), *more], asset=name or None, command=command)
         try:
             written = write_report(report, folder, formats)
         except OSError as exc:
@@ -478,6 +553,8 @@ def scan(
         if name:
             console.rule(f"assessment of {name}")
         _summary(result, written)
+        for extra_assessment in more:
+            _summary_more(extra_assessment)
         if result.complete and name == "":
             checkpoint.unlink(missing_ok=True)
         interrupted = interrupted or result.interrupted
@@ -508,6 +585,74 @@ def _shared_settings(
         if max_queries is not None and "max_queries" in known:
             out.setdefault(name, {})["max_queries"] = max_queries
     return out
+
+
+def _with_surrogate(
+    names: list[str],
+    spec: str,
+    dataset: Dataset,
+    *,
+    arch: str | None,
+    trust: bool,
+    device: str,
+) -> tuple[list[str], dict[str, Any]]:
+    """``--surrogate``: the model loaded like ``--target`` (same loaders, same trust rule), and
+    the transfer attack added to the scan with it."""
+    from bastion.loaders import TargetSpec, load_target
+
+    model = load_target(
+        TargetSpec(
+            source=spec,
+            num_classes=dataset.num_classes,
+            bounds=dataset.bounds,
+            input_shape=dataset.input_shape,
+            arch=arch,
+            trust=trust,
+            device=device,
+        )
+    )
+    return [*(n for n in names if n != "transfer"), "transfer"], {"surrogate": model}
+
+
+def _with_constraints(
+    names: list[str] | None, rules: Constraints, target: Target, dataset: Dataset
+) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """``--constraints``: checked against the data, and given to the attacks that take them;
+    an attack that cannot respect them is refused rather than run outside them."""
+    import math
+
+    import torch
+
+    from bastion.core.registry import ATTACKS
+
+    if dataset.kind != "tabular":
+        raise ConfigError(f"--constraints describes tabular data; {dataset.name} is {dataset.kind}")
+    resolved = rules.resolve(math.prod(dataset.input_shape), target.bounds)
+    resolved.check_data(torch.from_numpy(dataset.x_test), f"the test rows of {dataset.name}")
+    able = [e.name for e in ATTACKS.select(family="evasion") if "constraints" in e.parameters()]
+    chosen = names or able
+    unable = [n for n in chosen if n not in able]
+    if unable:
+        raise ConfigError(
+            f"--constraints: {', '.join(unable)} cannot respect them; attacks that can: "
+            f"{', '.join(able)}"
+        )
+    return chosen, {n: {"constraints": rules.model_dump(exclude_defaults=True)} for n in chosen}
+
+
+def _summary_more(assessment: Assessment) -> None:
+    """One line per extra assessment's headline figures."""
+    console.rule(assessment.title)
+    for m in assessment.metrics:
+        if m.name in ("recall", "constraint_violations", "robust_accuracy"):
+            value = f"{m.value:.1%}" if m.unit == "fraction" else f"{m.value:g} {m.unit}"
+            console.print(f"{m.label}: [bold]{value}[/]", highlight=False)
+    for f in assessment.findings:
+        style = _SEV_STYLE[f.severity.value]
+        console.print(f"[{style}]{f.severity.value.upper():>8}[/] {f.title}", highlight=False)
+        console.print(f"         {f.summary}", highlight=False)
+    for w in assessment.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
 
 
 def rerun_command(argv: list[str]) -> str:

@@ -99,6 +99,8 @@ class Entry:
         fast: small settings for the parametrized tests over every entry.
         in_scan: whether a scan that names no attacks runs it (False for attacks that a
             cheaper default already stands for, or that belong to the evaluation presets).
+        requires: parameters without which a scan does not pick it by default (a transfer
+            attack needs a surrogate): it runs when named, or when the scan is given them.
         defence_kind: for defences, one of :data:`DEFENCE_KINDS`.
         source: the module that registered it (a third-party plugin shows its package).
     """
@@ -116,6 +118,7 @@ class Entry:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     fast: Mapping[str, Any] = field(default_factory=dict)
     in_scan: bool = True
+    requires: tuple[str, ...] = ()
     defence_kind: str | None = None
     summary: str = ""
     source: str = ""
@@ -176,6 +179,8 @@ class Entry:
             "in_scan": self.in_scan,
             "summary": self.summary,
         }
+        if self.requires:
+            out["requires"] = list(self.requires)
         if self.defence_kind is not None:
             out["defence_kind"] = self.defence_kind
         return out
@@ -204,6 +209,7 @@ class Registry(Generic[T]):
         defaults: Mapping[str, Any] | None = None,
         fast: Mapping[str, Any] | None = None,
         in_scan: bool = True,
+        requires: tuple[str, ...] = (),
         defence_kind: str | None = None,
     ) -> Callable[[type[T]], type[T]]:
         """A class decorator adding the class to this registry under ``name``."""
@@ -228,6 +234,7 @@ class Registry(Generic[T]):
                 defaults=dict(defaults or {}),
                 fast=dict(fast or {}),
                 in_scan=in_scan,
+                requires=tuple(requires),
                 defence_kind=defence_kind,
                 summary=doc[0] if doc else "",
                 source=cls.__module__,
@@ -235,6 +242,9 @@ class Registry(Generic[T]):
             # the declared defaults and fast settings must be valid parameters
             entry.validate(entry.defaults)
             entry.validate(entry.fast)
+            unknown = set(entry.requires) - set(entry.parameters())
+            if unknown:
+                raise ValueError(f"{name} requires {sorted(unknown)}, which it does not take")
             self._entries[name] = entry
             self.version += 1
             cls.registry_name = name  # type: ignore[attr-defined]

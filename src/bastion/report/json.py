@@ -59,7 +59,8 @@ def catalog_name(kind: str, ident: str) -> str | None:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready data: numpy scalars and arrays as Python, non-finite floats as None."""
+    """JSON-ready data: numpy scalars and arrays as Python, non-finite floats as None, other
+    objects as their text."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -70,7 +71,10 @@ def _plain(value: Any) -> Any:
         return _plain(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    # an object given as a setting (a surrogate model, say) is recorded by its description
+    return str(value)
 
 
 def _assessment(a: Assessment) -> dict[str, Any]:

@@ -413,6 +413,13 @@ def _adversary_access(system: SystemDescription, model: ModelAsset) -> Access:
     return Access.LABELS
 
 
+def _plannable(name: str, norm: Norm) -> bool:
+    """Whether a plan's scan can run ``name`` as a scan would by default: an evasion attack
+    under ``norm`` needing nothing a plan cannot give (a surrogate, constraints)."""
+    entry = ATTACKS.get(name)
+    return entry.family == "evasion" and not entry.requires and entry.supports(norm=norm)
+
+
 def _plan(system: SystemDescription, findings: list[AssetTechnique]) -> AssessmentPlan:
     items = []
     for model in system.assets.models:
@@ -420,7 +427,7 @@ def _plan(system: SystemDescription, findings: list[AssetTechnique]) -> Assessme
         if not mine or model.data_kind not in _EPSILONS:
             continue
         norm, epsilons = _EPSILONS[model.data_kind]
-        attacks = sorted({a for f in mine for a in f.attacks if ATTACKS.get(a).supports(norm=norm)})
+        attacks = sorted({a for f in mine for a in f.attacks if _plannable(a, norm)})
         if not attacks:
             continue
         top = min((f.band for f in mine), key=_BAND_ORDER.__getitem__)

@@ -147,7 +147,7 @@ def _frameworks() -> Path:
     return Path(os.environ.get("BASTION_FRAMEWORKS_DIR", REPO.parent / "shared" / "frameworks"))
 
 
-@pytest.mark.parametrize("page", ["docs/threat-modeling.md", "docs/catalog.md"])
+@pytest.mark.parametrize("page", ["docs/threat-modeling.md", "docs/catalog.md", "docs/evasion.md"])
 def test_docs_commands_run(page: str, docs_cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import os
     import shlex
@@ -182,3 +182,18 @@ def test_readme_threat_commands_run(docs_cwd: Path, capsys: pytest.CaptureFixtur
     for command in commands:
         code, _, err = run(capsys, *shlex.split(command)[1:])
         assert code == 0, f"{command}: {err}"
+
+
+def test_evasion_python_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The evaluation example of docs/evasion.md runs as written, and says what it found."""
+    import contextlib
+    import io
+
+    text = (REPO / "docs" / "evasion.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "docs/evasion.md", "exec"), {})
+    robust = float(out.getvalue().split()[0])
+    assert 0.0 <= robust < 0.9

@@ -112,7 +112,7 @@ class APGD(GradientAttack):
         n = len(x)
         marks = set(checkpoints(self.steps))
         out = x.clone()
-        out_value = torch.full((n,), float("-inf"), device=x.device)
+        out_value = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
         hit = torch.zeros(n, dtype=torch.bool, device=x.device)
 
         def bound(point: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
@@ -123,10 +123,13 @@ class APGD(GradientAttack):
         delta = self.start(x, threat, generator)
         cur = (x + delta).clamp(lo, hi)
         prev = cur.clone()
-        best, best_value = cur.clone(), torch.full((n,), float("-inf"), device=x.device)
+        best, best_value = (
+            cur.clone(),
+            torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device),
+        )
         best_grad = torch.zeros_like(x)
-        last_value = torch.full((n,), float("-inf"), device=x.device)
-        eta = torch.full((n,), 2.0 * eps, device=x.device)
+        last_value = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
+        eta = torch.full((n,), 2.0 * eps, dtype=x.dtype, device=x.device)
         rises = torch.zeros(n, device=x.device)
         reduced = torch.zeros(n, dtype=torch.bool, device=x.device)
         mark_best = best_value.clone()

@@ -265,7 +265,7 @@ class GradientAttack(Attack):
         fooled = (
             torch.zeros(len(x), dtype=torch.bool, device=x.device) if fooled is None else fooled
         )
-        best_value = torch.full((len(x),), float("-inf"), device=x.device)
+        best_value = torch.full((len(x),), float("-inf"), dtype=x.dtype, device=x.device)
         for _ in range(self.restarts):
             todo = (~fooled).nonzero().squeeze(1)
             if len(todo) == 0:

@@ -108,6 +108,10 @@ class TransferAttack(Attack):
             settings["steps"] = self.steps
         if "loss" in known and attempt % 2 == 1:
             settings["loss"] = "margin"
+        if "early_stop" in known:
+            # an input that only just fools the surrogate rarely fools anyone else: every step
+            # is taken, pushing it deep into the wrong class
+            settings["early_stop"] = False
         settings.update(self.params or {})
         return entry.validate(settings)
 

@@ -55,11 +55,13 @@ class AuditRecord:
     client: str | None = None
     latency_ms: float = 0.0
     ts: float = field(default_factory=time.time)
+    labels: list[int] | None = None
 
     def row(self) -> dict[str, Any]:
         out = asdict(self)
         out["verdicts"] = json.dumps(self.verdicts, sort_keys=True)
         out["detail"] = self.detail[:2000]
+        out["labels"] = None if self.labels is None else json.dumps(self.labels)
         return out
 
 
@@ -166,6 +168,7 @@ class AuditLog:
         for r in found:
             row = dict(r._mapping)
             row["verdicts"] = json.loads(row["verdicts"])
+            row["labels"] = None if row.get("labels") is None else json.loads(row["labels"])
             yield row
 
 

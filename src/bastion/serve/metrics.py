@@ -39,6 +39,12 @@ class GatewayMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.alerts = Counter(
+            "bastion_detector_alerts",
+            "Detector alerts (one per key and check), by detector, check and action.",
+            ("detector", "check", "action"),
+            registry=self.registry,
+        )
         self.kill_switch = Gauge(
             "bastion_kill_switch", "1 while the kill switch is on.", registry=self.registry
         )

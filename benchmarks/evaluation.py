@@ -99,9 +99,7 @@ def main() -> None:
     )
     print(f"command: python benchmarks/evaluation.py {' '.join(sys.argv[1:])}".rstrip())
     aa_median = statistics.median(times["autoattack"])
-    print(
-        f"{'contender':<12} {'robust':>8} {'vs AA':>8} {'min s':>8} {'median s':>9} {'time/AA':>8}"
-    )
+    print(f"{'contender':<12} {'robust':>8} {'vs AA':>8} {'min s':>8} {'median s':>9} {'time/AA':>8}")
     for name in contenders:
         med = statistics.median(times[name])
         gap = (robust[name] - robust["autoattack"]) * 100

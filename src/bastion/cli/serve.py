@@ -154,7 +154,7 @@ def keys_create(
     name: Annotated[str, typer.Option("--name", "-n", help="Who the key is for.")],
     scope: Annotated[
         list[str] | None,
-        typer.Option("--scope", "-s", help="predict (default) or admin; repeatable."),
+        typer.Option("--scope", "-s", help="predict (default), feedback or admin; repeatable."),
     ] = None,
     policy: Annotated[Path | None, typer.Option("--policy", "-p", help=_POLICY_HELP)] = None,
     db: Annotated[str | None, typer.Option("--db", help=_DB_HELP)] = None,

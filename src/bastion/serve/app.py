@@ -135,6 +135,18 @@ def create_app(gateway: Gateway) -> FastAPI:
         )
         return _render(answer)
 
+    @app.post("/feedback", summary="Delayed labels for answered requests (feedback scope)")
+    async def feedback(request: Request) -> Response:
+        body = await _read_capped(request, gateway.input_spec.max_body_bytes)
+        answer = await run_in_threadpool(
+            gateway.feedback,
+            request.headers.get("authorization"),
+            body,
+            request_id=new_request_id(),
+            client=client_of(request),
+        )
+        return _render(answer)
+
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:
         return _json(200, {"status": "ok"}, {"X-Request-ID": new_request_id()})
@@ -156,6 +168,7 @@ def create_app(gateway: Gateway) -> FastAPI:
                 )
             except Denied as exc:
                 return _denied(exc, rid)
+        await run_in_threadpool(gateway.refresh_metrics)
         return Response(
             gateway.metrics.render(),
             media_type=CONTENT_TYPE_LATEST,

@@ -13,6 +13,7 @@ the answer is a 503 and not the model's.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import threading
@@ -42,6 +43,7 @@ from bastion.serve.incidents import IncidentStore
 from bastion.serve.keys import ApiKey, KeyStore, Scope
 from bastion.serve.logs import log_event
 from bastion.serve.metrics import GatewayMetrics
+from bastion.serve.monitoring import DriftReport, Monitor
 from bastion.serve.policy import Policy
 from bastion.serve.ratelimit import Limiter
 from bastion.serve.response import ModelVersions, Responder
@@ -77,6 +79,46 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     decision: str = "allowed"
     key: ApiKey | None = None
+
+
+_MAX_FEEDBACK = 1000
+
+
+def _feedback_items(body: bytes | None) -> list[tuple[str, list[int]]]:
+    """The (request id, labels) pairs of a feedback body, or :class:`Denied` (4xx)."""
+    if body is None:
+        raise Denied(413, "the request body is over the limit", "invalid")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise Denied(400, "the request body is not valid JSON", "invalid") from None
+    if not isinstance(data, dict) or set(data) != {"feedback"}:
+        raise Denied(
+            422, 'send only {"feedback": [{"request_id": ..., "labels": [...]}]}', "invalid"
+        )
+    items = data["feedback"]
+    if not isinstance(items, list) or not 1 <= len(items) <= _MAX_FEEDBACK:
+        raise Denied(422, f"'feedback' must be a list of 1 to {_MAX_FEEDBACK} items", "invalid")
+    out = []
+    for i, item in enumerate(items):
+        ok = (
+            isinstance(item, dict)
+            and set(item) == {"request_id", "labels"}
+            and isinstance(item["request_id"], str)
+            and 0 < len(item["request_id"]) <= 64
+            and isinstance(item["labels"], list)
+            and item["labels"]
+            and all(type(v) is int and v >= 0 for v in item["labels"])
+        )
+        if not ok:
+            raise Denied(
+                422,
+                f'feedback item {i} must be {{"request_id": a string, "labels": a list of '
+                "class numbers}",
+                "invalid",
+            )
+        out.append((item["request_id"], list(item["labels"])))
+    return out
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -177,6 +219,14 @@ class Gateway:
             )
         self.detection = Detection(
             self.policy.detectors, reference=self.reference, bounds=self.input_spec.bounds
+        )
+        ref_labels = None if self.reference is None else self._answer(self.reference)[1]
+        self.monitor = Monitor(
+            self.policy.monitoring,
+            self.reference,
+            ref_labels,
+            target.num_classes,
+            accuracy=self._feedback_accuracy,
         )
         self.loader = loader
         self.version = version
@@ -366,11 +416,149 @@ class Gateway:
             )
         outputs, labels = self._answer(x)
         record.labels = labels.tolist()
+        self.monitor.observe(x, labels)
         if self.detection.key_detectors:
             alerts, verdicts = self.detection.observe(key.key_id, x, labels)
             record.verdicts.update(verdicts)
             self._respond(alerts, record)
         return Answer(200, {"outputs": outputs}, decision="allowed", key=key)
+
+    # ----------------------------------------------------------------- feedback
+    def feedback(
+        self,
+        authorization: str | None,
+        body: bytes | None,
+        *,
+        request_id: str | None = None,
+        client: str | None = None,
+    ) -> Answer:
+        """Delayed labels for answered requests: ``{"feedback": [{"request_id": ...,
+        "labels": [...]}, ...]}``, one label per input of that request, ``feedback`` scope.
+
+        Each item is ``accepted``, ``unknown`` (no answered request has that id),
+        ``duplicate`` (it has labels already) or ``mismatch`` (not one label per input).
+        The request is audited like a predict request.
+        """
+        start = time.perf_counter()
+        rid = request_id or new_request_id()
+        record = AuditRecord(rid, "feedback", status=0, decision="", client=client)
+        try:
+            key = self.authorize(authorization, Scope.FEEDBACK)
+            record.key_id = key.key_id
+            items = _feedback_items(body)
+            record.n_inputs = len(items)
+            results = [self._label(key, rid_, labels) for rid_, labels in items]
+            accepted = sum(r == "accepted" for r in results)
+            body_out = {
+                "accepted": accepted,
+                "results": [
+                    {"request_id": r_id, "status": r}
+                    for (r_id, _), r in zip(items, results, strict=True)
+                ],
+            }
+            answer = Answer(200, body_out, decision="allowed", key=key)
+        except Denied as denied:
+            headers = {"WWW-Authenticate": "Bearer"} if denied.status == 401 else {}
+            if denied.retry_after is not None:
+                headers["Retry-After"] = str(denied.retry_after)
+            answer = Answer(denied.status, {"detail": str(denied)}, headers, denied.decision)
+            record.detail = str(denied)
+        record.status, record.decision = answer.status, answer.decision
+        record.latency_ms = (time.perf_counter() - start) * 1000
+        try:
+            self.audit.append(record)
+        except AuditUnavailable:
+            answer = Answer(
+                503,
+                {"detail": "the gateway cannot record requests right now; retry later"},
+                {"Retry-After": "1"},
+                "audit-unavailable",
+            )
+        self.metrics.requests.labels("feedback", str(answer.status), answer.decision).inc()
+        answer.headers["X-Request-ID"] = rid
+        return answer
+
+    def _label(self, key: ApiKey, request_id: str, labels: list[int]) -> str:
+        import sqlalchemy as sa
+
+        from bastion.serve.store import AUDIT, FEEDBACK
+
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(AUDIT.c.labels).where(
+                    AUDIT.c.request_id == request_id,
+                    AUDIT.c.endpoint == "predict",
+                    AUDIT.c.status == 200,
+                )
+            ).first()
+            if row is None or row.labels is None:
+                return "unknown"
+            predicted = json.loads(row.labels)
+            if len(predicted) != len(labels):
+                return "mismatch"
+            seen = conn.execute(
+                sa.select(FEEDBACK.c.id).where(FEEDBACK.c.request_id == request_id)
+            ).first()
+            if seen is not None:
+                return "duplicate"
+            correct = sum(int(a == b) for a, b in zip(predicted, labels, strict=True))
+            conn.execute(
+                FEEDBACK.insert().values(
+                    request_id=request_id,
+                    ts=time.time(),
+                    key_id=key.key_id,
+                    n=len(labels),
+                    correct=correct,
+                )
+            )
+        return "accepted"
+
+    def _feedback_accuracy(self) -> tuple[int, float | None]:
+        """(labels, accuracy) over the latest ``monitoring.window`` labelled requests."""
+        import sqlalchemy as sa
+
+        from bastion.serve.store import FEEDBACK
+
+        latest = (
+            sa.select(FEEDBACK.c.n, FEEDBACK.c.correct)
+            .order_by(FEEDBACK.c.id.desc())
+            .limit(self.policy.monitoring.window)
+            .subquery()
+        )
+        with self.engine.connect() as conn:
+            n, correct = conn.execute(
+                sa.select(sa.func.sum(latest.c.n), sa.func.sum(latest.c.correct))
+            ).one()
+        if not n:
+            return 0, None
+        return int(n), float(correct) / float(n)
+
+    # ----------------------------------------------------------------- monitoring
+    def drift(self, *, fresh: bool = False) -> DriftReport:
+        """Input drift, prediction shift and accuracy (see :mod:`bastion.serve.monitoring`)."""
+        return self.monitor.report(fresh=fresh)
+
+    def refresh_metrics(self) -> None:
+        """Bring the monitoring gauges up to date (before ``/metrics`` is rendered)."""
+        m = self.metrics
+        try:
+            report = self.drift()
+            m.window.set(report.window)
+            m.labelled.set(report.labelled)
+            m.accuracy.set(float("nan") if report.accuracy is None else report.accuracy)
+            nan = float("nan")
+            m.drifted_features.set(
+                nan if report.drifted_features is None else report.drifted_features
+            )
+            m.mmd.set(nan if report.mmd is None else report.mmd)
+            m.mmd_pvalue.set(nan if report.mmd_pvalue is None else report.mmd_pvalue)
+            m.prediction_pvalue.set(
+                nan if report.prediction_pvalue is None else report.prediction_pvalue
+            )
+            open_ = [i for i in self.incidents.list() if i.status != "resolved"]
+            m.incidents_open.set(len(open_))
+        except Exception as exc:  # the metrics still render; the gauges keep their last value
+            log_event("monitoring-unavailable", logging.ERROR, error=type(exc).__name__)
 
     def _respond(self, alerts: list[Alert], record: AuditRecord) -> None:
         """Carry out each new alert's action: log it, open an incident, quarantine or block."""

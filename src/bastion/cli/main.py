@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bastion.cli import catalog as _catalog_cli
+from bastion.cli import incident as _incident_cli
 from bastion.cli import patch as _patch
 from bastion.cli import scan as _scan
 from bastion.cli import serve as _serve_cli
@@ -33,6 +34,7 @@ app.add_typer(_catalog_cli.app, name="catalog")
 app.add_typer(_threats_cli.app, name="threats")
 app.command("serve")(_serve_cli.serve)
 app.add_typer(_serve_cli.keys_app, name="keys")
+app.add_typer(_incident_cli.app, name="incident")
 
 
 @app.command()

@@ -15,7 +15,12 @@ from rich.console import Console
 from bastion.cli._guard import err_console, user_errors
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from bastion.core.targets.base import Target
+    from bastion.data import Dataset
     from bastion.serve.keys import ApiKey, KeyStore
+    from bastion.serve.policy import Policy
 
 console = Console(emoji=False)
 
@@ -86,10 +91,20 @@ def serve(
         from bastion.serve.server import serve as run
 
         _say("loading the model ...")
-        tgt, _ = load_target_and_data(
+        tgt, dataset = load_target_and_data(
             target, data, arch=arch, trust=trust, device=device, output_kind=output_kind
         )
-        gateway = Gateway(tgt, pol)
+
+        def loader(path: str) -> Target:
+            loaded, _ = load_target_and_data(
+                path, data, arch=arch, trust=trust, device=device, output_kind=output_kind
+            )
+            return loaded
+
+        gateway = Gateway(tgt, pol, reference=_reference(dataset, pol), loader=loader)
+        if target is not None and Path(target).is_file():
+            gateway.version = gateway.versions.register(target, note="bastion serve").version
+            _say(f"model version {gateway.version} (bastion incident versions lists them)")
         configure_logging()
         active = gateway.keys.list(include_revoked=False)
         _say(f"serving {tgt.name} ({gateway.output_kind.value}) on http://{host}:{port}/predict")
@@ -99,6 +114,18 @@ def serve(
                 "bastion keys create --name NAME" + (f" --policy {policy}" if policy else "")
             )
         run(gateway, host=host, port=port)
+
+
+def _reference(dataset: Dataset, policy: Policy) -> np.ndarray | None:
+    """A seeded sample of the training inputs (the test inputs where there are none)."""
+    import numpy as np
+
+    pool = dataset.x_train if len(dataset.x_train) else dataset.x_test
+    if not len(pool):
+        return None
+    rng = np.random.default_rng(0)
+    n = min(len(pool), policy.monitoring.reference_size)
+    return np.asarray(pool[rng.choice(len(pool), n, replace=False)])
 
 
 def _store(policy: Path | None, db: str | None) -> KeyStore:
@@ -127,7 +154,7 @@ def keys_create(
     name: Annotated[str, typer.Option("--name", "-n", help="Who the key is for.")],
     scope: Annotated[
         list[str] | None,
-        typer.Option("--scope", "-s", help="predict (default) or admin; repeatable."),
+        typer.Option("--scope", "-s", help="predict (default), feedback or admin; repeatable."),
     ] = None,
     policy: Annotated[Path | None, typer.Option("--policy", "-p", help=_POLICY_HELP)] = None,
     db: Annotated[str | None, typer.Option("--db", help=_DB_HELP)] = None,

@@ -1,10 +1,12 @@
 """The HTTP edge of a :class:`~bastion.serve.gateway.Gateway`: FastAPI routes that read the
 request, call the gateway and write its answer. No decision is made here.
 
-Routes: ``POST /predict`` (bastion's HTTP-target JSON, ``predict`` scope), ``GET /healthz``
-(the process is up), ``GET /readyz`` (the database and the limits storage answer),
-``GET /metrics`` (Prometheus; ``admin`` scope unless the policy makes it public),
-``GET /admin/keys`` (``admin`` scope) and ``GET /openapi.json``. No interactive docs page: it
+Routes: ``POST /predict`` (bastion's HTTP-target JSON, ``predict`` scope), ``POST /feedback``
+(delayed labels, ``feedback`` scope), ``GET /healthz`` (the process is up), ``GET /readyz``
+(the database and the limits storage answer), ``GET /metrics`` (Prometheus; ``admin`` scope
+unless the policy makes it public), ``GET /admin`` (the admin page: an admin key as a bearer
+token or through its sign-in form), ``GET /admin/keys`` (``admin`` scope) and
+``GET /openapi.json``. No interactive docs page: it
 would load scripts from a CDN.
 """
 
@@ -18,10 +20,11 @@ from bastion._extras import require
 require("fastapi")
 
 from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.responses import Response  # noqa: E402
+from fastapi.responses import HTMLResponse, RedirectResponse, Response  # noqa: E402
 from starlette.concurrency import run_in_threadpool  # noqa: E402
 
 from bastion import __version__  # noqa: E402
+from bastion.core.errors import BastionError  # noqa: E402
 from bastion.serve.gateway import Answer, Denied, Gateway, new_request_id  # noqa: E402
 from bastion.serve.keys import Scope  # noqa: E402
 from bastion.serve.metrics import CONTENT_TYPE_LATEST  # noqa: E402
@@ -135,6 +138,18 @@ def create_app(gateway: Gateway) -> FastAPI:
         )
         return _render(answer)
 
+    @app.post("/feedback", summary="Delayed labels for answered requests (feedback scope)")
+    async def feedback(request: Request) -> Response:
+        body = await _read_capped(request, gateway.input_spec.max_body_bytes)
+        answer = await run_in_threadpool(
+            gateway.feedback,
+            request.headers.get("authorization"),
+            body,
+            request_id=new_request_id(),
+            client=client_of(request),
+        )
+        return _render(answer)
+
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> Response:
         return _json(200, {"status": "ok"}, {"X-Request-ID": new_request_id()})
@@ -156,11 +171,84 @@ def create_app(gateway: Gateway) -> FastAPI:
                 )
             except Denied as exc:
                 return _denied(exc, rid)
+        await run_in_threadpool(gateway.refresh_metrics)
         return Response(
             gateway.metrics.render(),
             media_type=CONTENT_TYPE_LATEST,
             headers={"X-Request-ID": rid},
         )
+
+    from bastion.serve import admin as admin_page
+
+    sessions = admin_page.Sessions()
+    html_headers = {
+        "Content-Security-Policy": admin_page.CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+
+    def page(html: str, status: int = 200) -> HTMLResponse:
+        return HTMLResponse(html, status_code=status, headers=dict(html_headers))
+
+    def signed_in(request: Request) -> Any:
+        """The admin key of the request's bearer token or session; None if neither."""
+        if request.headers.get("authorization"):
+            try:
+                return gateway.authorize(request.headers.get("authorization"), Scope.ADMIN)
+            except Denied:
+                return None
+        key_id = sessions.key_id(request.cookies.get(admin_page.COOKIE))
+        if key_id is None:
+            return None
+        try:
+            key = gateway.keys.find(key_id)
+        except BastionError:
+            return None
+        return key if key.allows(Scope.ADMIN) else None
+
+    @app.get("/admin", summary="The admin page (HTML; admin scope)", response_class=HTMLResponse)
+    async def admin_home(request: Request) -> Response:
+        key = await run_in_threadpool(signed_in, request)
+        if key is None:
+            return page(admin_page.render_login(), 401)
+        html = await run_in_threadpool(admin_page.render_dashboard, gateway, key)
+        return page(html)
+
+    @app.post("/admin/login", summary="Sign in to the admin page with an admin key")
+    async def admin_login(request: Request) -> Response:
+        from urllib.parse import parse_qs
+
+        body = await _read_capped(request, 4096)
+        fields = parse_qs((body or b"").decode("utf-8", "replace"))
+        secret = (fields.get("key") or [""])[0].strip()
+        try:
+            key = await run_in_threadpool(gateway.authorize, f"Bearer {secret}", Scope.ADMIN)
+        except Denied as exc:
+            message = (
+                "that key does not have the admin scope"
+                if exc.status == 403
+                else "that is not a valid admin key"
+            )
+            return page(admin_page.render_login(message), exc.status)
+        response = RedirectResponse("/admin", status_code=303, headers=dict(html_headers))
+        response.set_cookie(
+            admin_page.COOKIE,
+            sessions.open(key),
+            max_age=admin_page.SESSION_SECONDS,
+            path="/admin",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    @app.post("/admin/logout", summary="Sign out of the admin page")
+    async def admin_logout(request: Request) -> Response:
+        sessions.close(request.cookies.get(admin_page.COOKIE))
+        response = RedirectResponse("/admin", status_code=303, headers=dict(html_headers))
+        response.delete_cookie(admin_page.COOKIE, path="/admin")
+        return response
 
     @app.get("/admin/keys", summary="The API keys and their state (admin scope)")
     async def admin_keys(request: Request) -> Response:

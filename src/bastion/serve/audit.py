@@ -55,11 +55,13 @@ class AuditRecord:
     client: str | None = None
     latency_ms: float = 0.0
     ts: float = field(default_factory=time.time)
+    labels: list[int] | None = None
 
     def row(self) -> dict[str, Any]:
         out = asdict(self)
         out["verdicts"] = json.dumps(self.verdicts, sort_keys=True)
         out["detail"] = self.detail[:2000]
+        out["labels"] = None if self.labels is None else json.dumps(self.labels)
         return out
 
 
@@ -149,6 +151,32 @@ class AuditLog:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def traffic(self) -> dict[str, dict[str, Any]]:
+        """Predict traffic per key: requests, answered, inputs answered, refusals by decision."""
+        query = (
+            sa.select(
+                AUDIT.c.key_id,
+                AUDIT.c.decision,
+                sa.func.count(),
+                sa.func.sum(AUDIT.c.n_inputs),
+            )
+            .where(AUDIT.c.endpoint == "predict", AUDIT.c.key_id.is_not(None))
+            .group_by(AUDIT.c.key_id, AUDIT.c.decision)
+        )
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for key_id, decision, count, inputs in conn.execute(query).all():
+                t = out.setdefault(
+                    key_id, {"requests": 0, "answered": 0, "inputs": 0, "refused": {}}
+                )
+                t["requests"] += int(count)
+                if decision == "allowed":
+                    t["answered"] += int(count)
+                    t["inputs"] += int(inputs or 0)
+                else:
+                    t["refused"][decision] = int(count)
+        return out
+
     def rows(self, *, key_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Audit rows, oldest first (``limit``: the latest so many)."""
         return list(self._iter(key_id=key_id, limit=limit))
@@ -166,6 +194,7 @@ class AuditLog:
         for r in found:
             row = dict(r._mapping)
             row["verdicts"] = json.loads(row["verdicts"])
+            row["labels"] = None if row.get("labels") is None else json.loads(row["labels"])
             yield row
 
 

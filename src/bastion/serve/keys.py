@@ -7,8 +7,9 @@ cheap on every request. The comparison is :func:`hmac.compare_digest`, and an un
 the same hashing as a known one, so neither timing nor error text tells a caller which ids
 exist.
 
-Scopes: ``predict`` (the model) and ``admin`` (the admin routes and the metrics). A key
-has only the scopes it was given; nothing is allowed by default.
+Scopes: ``predict`` (the model), ``feedback`` (delayed labels for answered requests) and
+``admin`` (the admin routes and the metrics). A key has only the scopes it was given; nothing
+is allowed by default.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Scope(str, Enum):
 
     PREDICT = "predict"
     ADMIN = "admin"
+    FEEDBACK = "feedback"
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,9 @@ def parse_scopes(values: Iterable[str | Scope]) -> frozenset[Scope]:
         try:
             out.add(Scope(str(getattr(value, "value", value)).strip().lower()))
         except ValueError:
-            raise ConfigError(f"unknown scope {value!r}: use predict or admin") from None
+            raise ConfigError(f"unknown scope {value!r}: use predict, feedback or admin") from None
     if not out:
-        raise ConfigError("a key needs at least one scope: predict or admin")
+        raise ConfigError("a key needs at least one scope: predict, feedback or admin")
     return frozenset(out)
 
 

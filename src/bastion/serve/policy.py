@@ -23,9 +23,12 @@ from bastion.core.errors import ConfigError
 __all__ = [
     "AuditPolicy",
     "AuthPolicy",
+    "DetectorPolicy",
     "InputPolicy",
     "LimitPolicy",
+    "MonitoringPolicy",
     "Policy",
+    "ResponsePolicy",
     "generate_policy_schema",
     "load_policy",
     "shipped_policy_schema",
@@ -164,6 +167,78 @@ class AuditPolicy(_Strict):
     )
 
 
+class DetectorPolicy(_Strict):
+    """One detector and what the gateway does when it fires."""
+
+    detector: str = Field(
+        description="'name' or 'name:param=value,...': a gateway detector (prada, query-stats) "
+        "or a registered defence of kind detector.",
+    )
+    action: Literal["log", "flag", "throttle", "block"] = Field(
+        default="flag",
+        description="log: record the verdict only; flag: also open an incident; throttle: also "
+        "quarantine the key (response.quarantine_rate); block: also refuse the request (input "
+        "detectors) or the key until released (key detectors).",
+    )
+    fpr: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="For defence detectors: the false-positive rate their threshold is "
+        "calibrated to on the reference sample.",
+    )
+
+    @field_validator("detector")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from bastion.serve.detection import check_detector_spec
+
+        check_detector_spec(value)
+        return value
+
+
+class ResponsePolicy(_Strict):
+    """How a quarantined key is throttled."""
+
+    quarantine_rate: str = Field(
+        default="1/minute",
+        description="Requests a quarantined key may still make: a trickle, e.g. '1/minute'.",
+    )
+
+    @field_validator("quarantine_rate")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        _check_rate(value, "quarantine_rate")
+        return value
+
+
+class MonitoringPolicy(_Strict):
+    """Drift and accuracy monitoring against the reference sample."""
+
+    window: int = Field(
+        default=1000,
+        ge=20,
+        le=100_000,
+        description="The latest answered inputs (and labelled answers) compared to the reference.",
+    )
+    min_samples: int = Field(
+        default=50, ge=10, description="Inputs needed in the window before any drift test."
+    )
+    alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="Significance of the drift tests (per-feature KS tests are "
+        "Bonferroni-corrected).",
+    )
+    reference_size: int = Field(
+        default=500, ge=20, le=100_000, description="Reference inputs kept, at most."
+    )
+    cache_seconds: float = Field(
+        default=5.0, ge=0, le=3600, description="How long a drift report is reused."
+    )
+
+
 class Policy(_Strict):
     """Everything the gateway enforces. See ``docs/serving.md`` for a worked example."""
 
@@ -182,6 +257,12 @@ class Policy(_Strict):
         description="Output hardening, postprocessor specs applied in order, e.g. "
         "['round:decimals=2'], ['topk:k=3'] or ['labels'].",
     )
+    detectors: list[DetectorPolicy] = Field(
+        default_factory=list,
+        description="Detectors run on every answered request, each with its action.",
+    )
+    response: ResponsePolicy = Field(default_factory=ResponsePolicy)
+    monitoring: MonitoringPolicy = Field(default_factory=MonitoringPolicy)
 
     @field_validator("database")
     @classmethod

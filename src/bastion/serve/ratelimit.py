@@ -80,6 +80,13 @@ class Limiter:
             return None
         return Refused("rate", self._retry_after(item, "rate", key_id), str(item))
 
+    def check_trickle(self, key_id: str, rate: str) -> Refused | None:
+        """Count one request of a quarantined ``key_id`` against the trickle ``rate``."""
+        item = parse(rate)
+        if self._strategy.hit(item, self.namespace, "quarantine", key_id):
+            return None
+        return Refused("quarantine", self._retry_after(item, "quarantine", key_id), str(item))
+
     def charge(self, key_id: str, n: int) -> Refused | None:
         """Spend ``n`` of ``key_id``'s budget; a :class:`Refused` (spending nothing) if short."""
         if self.budget is None or n == 0:

@@ -17,7 +17,17 @@ require("sqlalchemy")
 
 import sqlalchemy as sa  # noqa: E402
 
-__all__ = ["AUDIT", "KEYS", "METADATA", "connect"]
+__all__ = [
+    "AUDIT",
+    "CONTROLS",
+    "EVENTS",
+    "FEEDBACK",
+    "INCIDENTS",
+    "KEYS",
+    "METADATA",
+    "VERSIONS",
+    "connect",
+]
 
 METADATA = sa.MetaData()
 
@@ -50,6 +60,72 @@ AUDIT = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("client", sa.String(64), nullable=True),
     sa.Column("latency_ms", sa.Float, nullable=False),
+    # the model's predicted labels (JSON list), for accuracy once delayed labels arrive
+    sa.Column("labels", sa.Text, nullable=True),
+)
+
+# switches the CLI or a playbook sets and every gateway replica reads (with a short cache):
+# "kill-switch", "quarantine:<key id>", "block:<key id>", "model-version"
+CONTROLS = sa.Table(
+    "bastion_controls",
+    METADATA,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Column("set_at", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("incident_id", sa.Integer, nullable=True),
+)
+
+INCIDENTS = sa.Table(
+    "bastion_incidents",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("opened_at", sa.Float, nullable=False, index=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("detector", sa.String(100), nullable=False),
+    sa.Column("check_name", sa.String(100), nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=True, index=True),
+    sa.Column("techniques", sa.Text, nullable=False),
+    sa.Column("signals", sa.Text, nullable=False),
+    sa.Column("playbook", sa.String(100), nullable=True),
+    sa.Column("evidence", sa.Text, nullable=False),
+)
+
+# an incident's timeline: the alert that opened it, acknowledgements, every action taken
+EVENTS = sa.Table(
+    "bastion_incident_events",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, nullable=False, index=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+VERSIONS = sa.Table(
+    "bastion_model_versions",
+    METADATA,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("registered_at", sa.Float, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+)
+
+# delayed labels for answered requests, by request id
+FEEDBACK = sa.Table(
+    "bastion_feedback",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("correct", sa.Integer, nullable=False),
 )
 
 
@@ -101,11 +177,26 @@ def connect(url: str, *, connect_timeout: float = 3.0, synchronous: str = "full"
         sa.event.listen(engine, "connect", _sqlite_pragmas(synchronous))
     try:
         METADATA.create_all(engine)
+        _add_missing_columns(engine)
     except sa.exc.OperationalError as exc:
         engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
         raise ConfigError(f"cannot open database {shown}: {_first_line(exc)}") from None
     return engine
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Add the nullable columns a database made by an earlier bastion lacks (no data moves)."""
+    inspector = sa.inspect(engine)
+    for table in METADATA.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                with engine.begin() as conn:
+                    conn.execute(
+                        sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                    )
 
 
 def _first_line(exc: BaseException) -> str:

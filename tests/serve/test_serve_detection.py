@@ -1,0 +1,213 @@
+"""Detectors in the gateway: extraction clients throttled, benign clients left alone, the
+defences layer's detectors plugged in by name, and bad detector settings refused on load."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from bastion.core.errors import ConfigError
+from bastion.core.registry import DEFENCES, register_defence
+from bastion.data import Dataset
+from bastion.defences import Detector
+from bastion.serve import BackgroundServer, load_policy
+from bastion.serve.detection import Prada, QueryStats
+
+from .conftest import Client, MakeGateway
+
+THROTTLE_BOTH = {
+    "limits": {"rate": None, "budget": None},
+    "detectors": [
+        {"detector": "prada", "action": "throttle"},
+        {"detector": "query-stats", "action": "throttle"},
+    ],
+}
+
+
+@pytest.fixture
+def reference(demo: tuple[Any, Dataset]) -> np.ndarray:
+    _, data = demo
+    rng = np.random.default_rng(0)
+    return data.x_train[rng.choice(len(data.x_train), 500, replace=False)]
+
+
+@pytest.fixture
+def serve_ref(
+    make_gateway: MakeGateway, reference: np.ndarray
+) -> Iterator[Callable[[dict[str, Any]], Client]]:
+    servers: list[BackgroundServer] = []
+
+    def start(policy: dict[str, Any]) -> Client:
+        server = BackgroundServer(make_gateway(policy, reference=reference)).start()
+        servers.append(server)
+        return Client(server)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _send(c: Client, key: str, x: np.ndarray, batch: int = 10) -> int | None:
+    """Inputs answered before the first 429 (None: never refused)."""
+    answered = 0
+    for i in range(0, len(x), batch):
+        r = c.predict(x[i : i + batch].tolist(), key=key)
+        if r.status_code == 429:
+            assert "quarantined" in r.json()["detail"]
+            return answered
+        assert r.status_code == 200, r.text
+        answered += len(x[i : i + batch])
+    return None
+
+
+def test_a_knockoff_client_is_throttled_within_1000_queries_and_benign_ones_are_not(
+    serve_ref: Callable[[dict[str, Any]], Client], demo: tuple[Any, Dataset]
+) -> None:
+    _, data = demo
+    c = serve_ref(THROTTLE_BOTH)
+    rng = np.random.default_rng(1)
+    benign = []
+    for i in range(20):
+        _, key = c.gateway.keys.create(f"benign-{i}")
+        picks = data.x_test[rng.choice(len(data.x_test), int(rng.integers(3, 21)), replace=False)]
+        assert _send(c, key, picks, batch=int(rng.integers(1, 6))) is None
+        benign.append(c.gateway.keys.find(f"benign-{i}").key_id)
+    # one benign client sends the whole test set: past every detector's minimum
+    _, heavy = c.gateway.keys.create("benign-heavy")
+    assert _send(c, heavy, data.x_test, batch=40) is None
+    benign.append(c.gateway.keys.find("benign-heavy").key_id)
+
+    _, thief = c.gateway.keys.create("thief")
+    queries = rng.random((1000, 1, 8, 8)).astype(np.float32)  # covering the input box
+    throttled_after = _send(c, thief, queries)
+    assert throttled_after is not None and throttled_after <= 1000
+
+    assert all(not c.gateway.incidents.list(key_id=k) for k in benign)
+    thief_id = c.gateway.keys.find("thief").key_id
+    (incident,) = c.gateway.incidents.list(key_id=thief_id)
+    assert "AML.T0024.002" in incident.techniques
+    assert incident.playbook == "extraction"
+    timeline = c.gateway.incidents.get(incident.id).timeline
+    assert [e.action for e in timeline] == ["alert", "quarantine"]
+    assert timeline[1].actor == "gateway"
+    # the verdicts are in the audit rows; the quarantined requests are audited as such
+    rows = c.gateway.audit.rows(key_id=thief_id)
+    assert any("outside-reference" in r["verdicts"].get("query-stats", []) for r in rows)
+    assert rows[-1]["decision"] == "quarantined"
+    metrics = c.gateway.metrics.render().decode()
+    assert (
+        'bastion_detector_alerts_total{action="throttle",check="outside-reference",'
+        'detector="query-stats"} 1.0' in metrics
+    )
+
+
+def _labels(target: Any, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out: np.ndarray = target(torch.from_numpy(x)).argmax(1).numpy()
+    return out
+
+
+def test_prada_flags_synthetic_walks_not_natural_digits(
+    demo: tuple[Any, Dataset],
+) -> None:
+    target, data = demo
+    rng = np.random.default_rng(0)
+    natural = Prada(min_queries=50)
+    for i in range(0, len(data.x_test), 10):
+        part = data.x_test[i : i + 10]
+        assert natural.observe("k", part.reshape(len(part), -1), _labels(target, part)) == []
+    assert natural.state()["k"]["shapiro_w"] > 0.9
+
+    walk = Prada(min_queries=50)
+    current = data.x_test[:10].copy()
+    fired_at = None
+    for step in range(50):
+        current = np.clip(current + 0.1 * np.sign(rng.standard_normal(current.shape)), 0, 1)
+        part = current.astype(np.float32)
+        if walk.observe("k", part.reshape(10, -1), _labels(target, part)):
+            fired_at = (step + 1) * 10
+            break
+    assert fired_at is not None and fired_at <= 300
+    assert walk.state()["k"]["shapiro_w"] < 0.9
+
+
+def test_query_stats_near_duplicates_and_volume(reference: np.ndarray) -> None:
+    stats = QueryStats(min_queries=20, max_per_minute=30).fit(
+        reference.reshape(len(reference), -1), (0.0, 1.0)
+    )
+    base = reference[:1].reshape(1, -1)
+    rng = np.random.default_rng(0)
+    found: list[str] = []
+    for _ in range(4):  # a search around one input: tiny steps
+        x = np.clip(base + rng.normal(0, 1e-3, (10, base.shape[1])), 0, 1).astype(np.float32)
+        found += [f.check for f in stats.observe("k", x, np.zeros(10, dtype=int))]
+    assert "near-duplicates" in found and "volume" in found
+    assert "outside-reference" not in found
+    assert stats.state()["k"]["near_duplicates"] > 0.9
+
+
+class Brightness(Detector):
+    """Scores an input by its mean value (a stand-in detector for the plug-in test)."""
+
+    def __init__(self, *, power: float = 1.0) -> None:
+        self.power = power
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1).mean(dim=1) ** self.power
+
+
+@pytest.fixture
+def brightness() -> Iterator[str]:
+    """A detector registered for this test only, so registry-wide tests never see it."""
+    register_defence("test-brightness", family="evasion", defence_kind="detector")(Brightness)
+    try:
+        yield "test-brightness"
+    finally:
+        DEFENCES.unregister("test-brightness")
+
+
+def test_a_registered_detector_blocks_by_name(
+    serve_ref: Callable[[dict[str, Any]], Client], brightness: str
+) -> None:
+    c = serve_ref(
+        {
+            "limits": {"rate": None, "budget": None},
+            "detectors": [{"detector": f"{brightness}:power=1", "action": "block", "fpr": 0.01}],
+        }
+    )
+    ok = c.predict(np.full((2, 1, 8, 8), 0.2).tolist())
+    assert ok.status_code == 200
+    bright = c.predict(np.ones((2, 1, 8, 8)).tolist())
+    assert bright.status_code == 403 and "input detector" in bright.json()["detail"]
+    rows = c.gateway.audit.rows()
+    assert rows[-1]["decision"] == "blocked"
+    assert rows[-1]["verdicts"][brightness] == {"flagged": 2}
+    assert rows[0]["verdicts"][brightness] == {"flagged": 0}
+    (incident,) = c.gateway.incidents.list()
+    assert incident.signals == ("detector-flagged-inputs",)
+    # a refused batch spends no budget and the next clean one passes: the key is not blocked
+    assert c.predict(np.full((1, 1, 8, 8), 0.2).tolist()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"detector": "nonesuch"}, "nonesuch"),
+        ({"detector": "squeeze:bits=4"}, "not a detector"),
+        ({"detector": "prada:threshold=2"}, "threshold"),
+        ({"detector": "prada:nope=1"}, "nope"),
+        ({"detector": "prada", "action": "explode"}, "action"),
+    ],
+)
+def test_bad_detector_settings_are_refused_on_load(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_policy({"detectors": [spec]})
+
+
+def test_detectors_needing_a_reference_say_so(make_gateway: MakeGateway) -> None:
+    with pytest.raises(ConfigError, match="reference sample"):
+        make_gateway({"detectors": [{"detector": "query-stats"}]})

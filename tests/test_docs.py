@@ -70,15 +70,17 @@ def test_architecture_worked_example_is_the_whole_job(
         assert "random-corners" in get_technique("AML.T0043.001").attacks
         code, out, _ = run(capsys, "attacks")
         assert code == 0 and "random-corners" in out
+        from bastion.defences import DefendedTarget, create_defence
+
         target, data = demo  # type: ignore[misc]
+        labels_only = DefendedTarget(target, [create_defence("labels")])
         sweep = scan(
-            target,
+            labels_only,
             data,
             Threat(epsilons=(0.3,)),
             samples=12,
             attack_params={
-                "pgd": {"steps": 3},
-                "square": {"max_queries": 10},
+                "hopskipjump": {"max_queries": 20},
                 "random-corners": {"tries": "2"},
             },
         )

@@ -67,6 +67,14 @@ class Attack:
     def _check_params(self) -> None:
         """Raise :class:`ConfigError` for hyperparameters that make no sense."""
 
+    def queries_per_input(self, threat: Threat) -> int:
+        """A query-based attack's budget per input: its ``max_queries``, lowered by the
+        threat's ``queries_per_input`` (a scan's fair share of a target's budget)."""
+        budget = int(getattr(self, "max_queries"))  # noqa: B009 - only query-based attacks ask
+        if threat.queries_per_input is not None:
+            budget = min(budget, threat.queries_per_input)
+        return budget
+
     # ------------------------------------------------------------------ running
     def run(
         self,

@@ -181,9 +181,7 @@ class HopSkipJump(Attack):
         generator: torch.Generator,
         log: RunLog,
     ) -> torch.Tensor:
-        budget = self.max_queries
-        if threat.queries_per_input is not None:
-            budget = min(budget, threat.queries_per_input)
+        budget = self.queries_per_input(threat)
         n = len(x)
         flat = x.reshape(n, -1)
         d = max(flat.shape[1], 1)

@@ -94,9 +94,7 @@ class NES(Attack):
         generator: torch.Generator,
         log: RunLog,
     ) -> torch.Tensor:
-        budget = self.max_queries
-        if threat.queries_per_input is not None:
-            budget = min(budget, threat.queries_per_input)
+        budget = self.queries_per_input(threat)
         eps, norm = threat.epsilon, threat.norm
         lo, hi = target.bounds
         n = len(x)

@@ -102,9 +102,7 @@ class SquareAttack(Attack):
         generator: torch.Generator,
         log: RunLog,
     ) -> torch.Tensor:
-        budget = self.max_queries
-        if threat.queries_per_input is not None:
-            budget = min(budget, threat.queries_per_input)
+        budget = self.queries_per_input(threat)
         if threat.norm is Norm.L2:
             return self._attack_l2(target, x, y, threat, generator, log, budget)
         return self._attack_linf(target, x, y, threat, generator, log, budget)

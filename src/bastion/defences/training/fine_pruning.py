@@ -58,7 +58,7 @@ class FinePruning(Trainer):
     Args:
         fraction: prune exactly this share of the layer (None: prune by ``max_drop``).
         max_drop: the clean accuracy the pruning may cost before fine-tuning (0.05).
-        epochs: fine-tuning epochs (5).
+        epochs: fine-tuning epochs (10).
         lr: fine-tuning learning rate (1e-3).
         batch_size: fine-tuning batch size (64).
         seed: seed of the held-out split and the fine-tuning order (0).
@@ -76,7 +76,7 @@ class FinePruning(Trainer):
         *,
         fraction: float | None = None,
         max_drop: float = 0.05,
-        epochs: int = 5,
+        epochs: int = 10,
         lr: float = 1e-3,
         batch_size: int = 64,
         seed: int = 0,

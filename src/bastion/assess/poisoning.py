@@ -512,3 +512,251 @@ def assess_removal(
 def with_training(data: Dataset, x: np.ndarray, y: np.ndarray) -> Dataset:
     """``data`` with another training split."""
     return replace(data, x_train=x, y_train=y)
+
+
+# ---------------------------------------------------------------------------- scans
+def scan_data(
+    x: np.ndarray,
+    y: np.ndarray,
+    dataset: dict[str, Any],
+    *,
+    model: Target | None = None,
+    defences: Sequence[str] | None = None,
+    top: int = 8,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Assessment, np.ndarray]:
+    """Screen training samples ``x``, ``y`` with data defences; the assessment and the mask of
+    samples no defence flagged (the filtered copy).
+
+    Without ``defences``: k-NN consistency and confident learning, plus spectral signatures
+    and activation clustering when ``model`` (trained on this data) is given.
+    """
+    from bastion.core.registry import DEFENCES
+    from bastion.defences.data.base import DataDefence
+
+    names = list(defences or ["knn-consistency", "confident-learning"])
+    if defences is None and model is not None:
+        names += ["spectral-signatures", "activation-clustering"]
+    flagged_any = np.zeros(len(y), dtype=bool)
+    ranks = np.zeros(len(y))
+    rows = []
+    metrics = []
+    for name in names:
+        defence = DEFENCES.create(name)
+        if not isinstance(defence, DataDefence):
+            raise ConfigError(f"{name!r} is not a data defence")
+        if defence.needs_model and model is None:
+            raise ConfigError(f"{name} reads a model's activations: give a model trained on it")
+        if progress is not None:
+            progress(name)
+        defence.fit(x, y, model=model if defence.needs_model else None)
+        flagged_any |= defence.flagged_
+        ranks += np.argsort(np.argsort(defence.scores_)) / max(len(y) - 1, 1)
+        n = int(defence.flagged_.sum())
+        metrics.append(
+            Metric(
+                "flagged",
+                n / len(y),
+                label=f"{name}: flagged",
+                count=(n, len(y)),
+                at={"defence": name},
+            )
+        )
+        rows.append([name, n, f"{n / len(y):.1%}"])
+    suspicion = ranks / len(names)
+    order = np.argsort(-suspicion, kind="stable")[:top]
+    artifacts = [
+        Artifact(
+            "flags",
+            "table",
+            "Samples each defence flags",
+            {"columns": ["defence", "flagged", "share"], "rows": rows},
+        )
+    ]
+    if x.ndim == 4:
+        artifacts.append(
+            Artifact(
+                "suspects",
+                "images",
+                "The most suspicious samples",
+                {
+                    "rows": [
+                        {
+                            "label": "suspects",
+                            "images": [np.asarray(x[i]) for i in order],
+                            "captions": [f"#{i}: {int(y[i])}" for i in order],
+                            "good": [False] * len(order),
+                        }
+                    ]
+                },
+            )
+        )
+    else:
+        artifacts.append(
+            Artifact(
+                "suspects",
+                "table",
+                "The most suspicious rows",
+                {
+                    "columns": [
+                        "index",
+                        "label",
+                        "suspicion",
+                        *[f"x{j}" for j in range(x.shape[1])],
+                    ],
+                    "rows": [
+                        [int(i), int(y[i]), round(float(suspicion[i]), 3)]
+                        + [round(float(v), 4) for v in x[i]]
+                        for i in order
+                    ],
+                },
+            )
+        )
+    kept = ~flagged_any
+    metrics.append(
+        Metric("kept", float(kept.mean()), label="samples kept", count=(int(kept.sum()), len(y)))
+    )
+    assessment = Assessment(
+        family="poisoning",
+        title="Training data screened for poison and label errors",
+        target={"name": getattr(model, "name", "no model")},
+        dataset=dataset,
+        setting={"defences": names},
+        metrics=metrics,
+        artifacts=artifacts,
+        records=[
+            {"index": int(i), "label": int(y[i]), "suspicion": float(suspicion[i])} for i in order
+        ],
+    )
+    if flagged_any.any():
+        assessment.findings.append(
+            Finding(
+                id="data-suspects",
+                title=f"{int(flagged_any.sum())} training samples look poisoned or mislabelled",
+                severity=Severity.MEDIUM,
+                techniques=("AML.T0020", "AML.T0019"),
+                summary=(
+                    "data defences flagged these samples; inspect them, or train on the filtered "
+                    "copy and check its provenance"
+                ),
+                evidence={"flagged": int(flagged_any.sum()), "samples": len(y)},
+                mitigations=("AML.M0007", "AML.M0014"),
+            )
+        )
+    return assessment, kept
+
+
+def backdoor_scan(
+    target: Target,
+    x_clean: np.ndarray,
+    dataset: dict[str, Any],
+    *,
+    steps: int = 300,
+    seed: int = 0,
+) -> Assessment:
+    """Neural Cleanse on ``target`` with clean inputs: per-class anomaly indices, a verdict,
+    the suspected target class, and the reversed trigger of each flagged class as an image."""
+    from bastion.defences.detection.neural_cleanse import NeuralCleanse
+
+    started = time.perf_counter()
+    nc = NeuralCleanse(steps=steps, seed=seed).fit(target, x_clean)
+    lo, hi = target.bounds
+    triggers = (nc.triggers() - lo * nc.masks_[:, None]) / (hi - lo if hi > lo else 1.0)
+    metrics = [
+        Metric(
+            "anomaly_index",
+            float(a),
+            label=f"class {k}: anomaly index",
+            unit="index",
+            at={"class": k},
+        )
+        for k, a in enumerate(nc.anomaly_)
+    ] + [Metric("backdoored", float(nc.backdoored_), label="backdoor found", unit="verdict")]
+    shown = nc.flagged_ or [int(np.argmax(nc.anomaly_))]
+    artifacts = [
+        Artifact(
+            "classes",
+            "table",
+            "Reverse-engineered triggers per class",
+            {
+                "columns": ["class", "mask L1", "anomaly index", "success", "flagged"],
+                "rows": [
+                    [
+                        k,
+                        round(float(n), 2),
+                        round(float(a), 2),
+                        round(float(s), 3),
+                        k in nc.flagged_,
+                    ]
+                    for k, (n, a, s) in enumerate(
+                        zip(nc.norms_, nc.anomaly_, nc.success_, strict=True)
+                    )
+                ],
+            },
+        ),
+        Artifact(
+            "triggers",
+            "images",
+            "Reversed triggers (mask x pattern)"
+            + ("" if nc.flagged_ else ": most anomalous class"),
+            {
+                "rows": [
+                    {
+                        "label": "trigger",
+                        "images": [triggers[k] for k in shown],
+                        "captions": [f"class {k}" for k in shown],
+                        "good": [k not in nc.flagged_ for k in shown],
+                    },
+                    {
+                        "label": "mask",
+                        "images": [nc.masks_[k] for k in shown],
+                        "captions": [f"mask {k}" for k in shown],
+                    },
+                ]
+            },
+        ),
+    ]
+    findings = []
+    if nc.backdoored_:
+        findings.append(
+            Finding(
+                id="backdoor-neural-cleanse",
+                title=f"Backdoor suspected: class {nc.target_class_} has a shortcut trigger",
+                severity=Severity.HIGH,
+                techniques=("AML.T0018.000", "AML.T0018", "AML.T0020"),
+                summary=(
+                    f"Neural Cleanse found a trigger for class {nc.target_class_} far smaller "
+                    f"than for the others (anomaly index {nc.anomaly_[nc.target_class_]:.2f} > "
+                    f"{nc.threshold:g})."
+                ),
+                evidence={
+                    "target_class": nc.target_class_,
+                    "flagged": nc.flagged_,
+                    "anomaly_index": [float(a) for a in nc.anomaly_],
+                },
+                mitigations=("AML.M0008", "AML.M0007"),
+            )
+        )
+    return Assessment(
+        family="poisoning",
+        title="Backdoor scan (Neural Cleanse)",
+        target=target.describe(),
+        dataset=dataset,
+        setting={
+            "defence": "neural-cleanse",
+            "steps": steps,
+            "seed": seed,
+            "samples": len(x_clean),
+        },
+        metrics=metrics,
+        artifacts=artifacts,
+        findings=findings,
+        seconds=time.perf_counter() - started,
+        details={
+            "backdoored": nc.backdoored_,
+            "target_class": nc.target_class_,
+            "flagged": nc.flagged_,
+            "anomaly_index": [float(a) for a in nc.anomaly_],
+            "norms": [float(n) for n in nc.norms_],
+        },
+    )

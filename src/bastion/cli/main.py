@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bastion.cli import catalog as _catalog_cli
+from bastion.cli import data as _data_cli
 from bastion.cli import scan as _scan
 from bastion.cli import serve as _serve_cli
 from bastion.cli import threats as _threats_cli
@@ -29,6 +30,8 @@ console = Console(emoji=False)
 app.command("scan")(_scan.scan)
 app.add_typer(_catalog_cli.app, name="catalog")
 app.add_typer(_threats_cli.app, name="threats")
+app.add_typer(_data_cli.app, name="data")
+app.add_typer(_data_cli.model_app, name="model")
 app.command("serve")(_serve_cli.serve)
 app.add_typer(_serve_cli.keys_app, name="keys")
 

@@ -71,7 +71,7 @@ def test_backdoor_scan_reports_a_verdict(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "nc"
-    code, stdout, err = _run(
+    code, _, err = _run(
         capsys,
         "model",
         "backdoor-scan",

@@ -288,3 +288,14 @@ def test_fine_pruning_and_retraining_remove_the_backdoor(
     assert a.metric("attack_success_rate", stage="after").value < 0.1
     before = a.metric("clean_accuracy", stage="before").value
     assert a.metric("clean_accuracy", stage="after").value >= before - 0.03
+
+
+def test_docs_example_runs() -> None:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "poisoning.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    scope: dict[str, Any] = {}
+    exec(compile(block, "docs/poisoning.md", "exec"), scope)
+    assert scope["a"].metric("attack_success_rate").value >= 0.9
+    assert len(scope["x_clean"]) < len(scope["run"].poisoned.x)

@@ -79,7 +79,7 @@ class BackdoorAttack(PoisoningAttack):
     "badnets",
     family="poisoning",
     access=Access.LABELS,
-    techniques=("AML.T0018.000", "AML.T0020", "AML.T0019"),
+    techniques=("AML.T0018.000", "AML.T0020"),
     data_kinds=("image",),
     cost=20,
     defaults={"rate": 0.05},

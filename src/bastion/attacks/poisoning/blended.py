@@ -19,7 +19,7 @@ __all__ = ["Blended"]
     "blended",
     family="poisoning",
     access=Access.LABELS,
-    techniques=("AML.T0018.000", "AML.T0020", "AML.T0019"),
+    techniques=("AML.T0018.000", "AML.T0020"),
     data_kinds=("image",),
     cost=20,
     defaults={"rate": 0.05},

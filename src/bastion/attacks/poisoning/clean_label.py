@@ -21,7 +21,7 @@ __all__ = ["CleanLabel"]
     "clean-label",
     family="poisoning",
     access=Access.LABELS,
-    techniques=("AML.T0018.000", "AML.T0020", "AML.T0019"),
+    techniques=("AML.T0018.000", "AML.T0020"),
     data_kinds=("image",),
     cost=40,
     defaults={"rate": 0.06, "steps": 20},

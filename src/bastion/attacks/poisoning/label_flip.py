@@ -18,7 +18,7 @@ __all__ = ["LabelFlip"]
     "label-flip",
     family="poisoning",
     access=Access.LABELS,
-    techniques=("AML.T0020", "AML.T0019"),
+    techniques=("AML.T0020",),
     cost=10,
     defaults={"rate": 0.1},
     fast={"rate": 0.1},

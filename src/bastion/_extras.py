@@ -21,6 +21,8 @@ _EXTRA_OF = {
     "opacus": "privacy",
     "ray": "distributed",
     "art": "peers",
+    "cleanlab": "poisoning",
+    "cryptography": "poisoning",
 }
 
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bastion.cli import catalog as _catalog_cli
+from bastion.cli import data as _data_cli
 from bastion.cli import incident as _incident_cli
 from bastion.cli import patch as _patch
 from bastion.cli import scan as _scan
@@ -32,6 +33,8 @@ app.command("scan")(_scan.scan)
 app.command("patch")(_patch.patch)
 app.add_typer(_catalog_cli.app, name="catalog")
 app.add_typer(_threats_cli.app, name="threats")
+app.add_typer(_data_cli.app, name="data")
+app.add_typer(_data_cli.model_app, name="model")
 app.command("serve")(_serve_cli.serve)
 app.add_typer(_serve_cli.keys_app, name="keys")
 app.add_typer(_incident_cli.app, name="incident")

@@ -11,6 +11,7 @@ __all__ = [
     "BastionError",
     "ConfigError",
     "DataError",
+    "IntegrityError",
     "MissingExtraError",
     "QueryBudgetExceeded",
     "TargetError",
@@ -30,6 +31,11 @@ class ConfigError(BastionError):
 
 class DataError(BastionError):
     """Inputs or labels do not fit the target (shape, bounds, label range)."""
+
+
+class IntegrityError(DataError):
+    """Data or a model does not match what was signed: a bad signature, an unknown key, or
+    samples added, removed, changed or relabelled since the manifest was made."""
 
 
 class TargetError(BastionError):

@@ -417,7 +417,12 @@ def _plannable(name: str, norm: Norm) -> bool:
     """Whether a plan's scan can run ``name`` as a scan would by default: an evasion attack
     under ``norm`` needing nothing a plan cannot give (a surrogate, constraints)."""
     entry = ATTACKS.get(name)
-    return entry.family == "evasion" and not entry.requires and entry.supports(norm=norm)
+    return (
+        entry.family == "evasion"
+        and entry.in_scan
+        and not entry.requires
+        and entry.supports(norm=norm)
+    )
 
 
 def _plan(system: SystemDescription, findings: list[AssetTechnique]) -> AssessmentPlan:

@@ -1,0 +1,114 @@
+"""Activation clustering: a poisoned class splits in two in the model's activations."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bastion.core.errors import ConfigError
+from bastion.core.registry import register_defence
+from bastion.core.targets.base import Target
+from bastion.core.threat import Access
+from bastion.defences.data.base import DataDefence, activations
+
+__all__ = ["ActivationClustering"]
+
+
+@register_defence(
+    "activation-clustering",
+    family="poisoning",
+    defence_kind="sanitizer",
+    access=Access.WHITE_BOX,
+    techniques=("AML.T0020", "AML.T0018.000"),
+    mitigations=("AML.M0007",),
+    data_kinds=("image", "tabular"),
+)
+class ActivationClustering(DataDefence):
+    """Cluster each class's activations in two; a small, well-separated cluster is poison.
+
+    Paper: Chen, Carvalho, Baracaldo, Ludwig, Edwards, Lee, Molloy, Srivastava, "Detecting
+    Backdoor Attacks on Deep Neural Networks by Activation Clustering", 2018,
+    arXiv:1811.03728.
+
+    Per class, the penultimate activations are reduced to ``components`` dimensions (PCA)
+    and split by 2-means. A class whose smaller cluster holds less than ``max_size`` of it
+    and whose split has a silhouette above ``min_silhouette`` is judged poisoned, and its
+    smaller cluster is flagged. The score of a sample is the class's silhouette times how much
+    closer the sample lies to the smaller cluster's centre than to the larger one's (in
+    [-1, 1]), plus 2 for the flagged samples, so it ranks samples across classes with the
+    flagged ones first.
+
+    Threat: dirty-label backdoors; needs the model trained on the suspect data (white-box).
+
+    Args:
+        components: PCA dimensions before clustering (10).
+        max_size: the largest share of a class the poison cluster may hold (0.35).
+        min_silhouette: the least silhouette of a poisoned class's split (0.15).
+        seed: seed of the clustering (0).
+
+    Example::
+
+        defence = ActivationClustering().fit(poisoned.x, poisoned.y, model=model)
+    """
+
+    needs_model = True
+
+    def __init__(
+        self,
+        *,
+        components: int = 10,
+        max_size: float = 0.35,
+        min_silhouette: float = 0.15,
+        seed: int = 0,
+    ) -> None:
+        self.components = components
+        self.max_size = max_size
+        self.min_silhouette = min_silhouette
+        self.seed = seed
+
+    def _check_params(self) -> None:
+        if self.components < 1:
+            raise ConfigError(f"components must be at least 1, got {self.components}")
+        if not 0 < self.max_size <= 0.5:
+            raise ConfigError(f"max_size must be in (0, 0.5], got {self.max_size}")
+
+    def _score(
+        self, x: np.ndarray, y: np.ndarray, model: Target | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
+        from sklearn.metrics import silhouette_score
+
+        if model is None:
+            raise ConfigError("activation clustering needs the model trained on the data")
+        feats = activations(model, x)
+        scores = np.zeros(len(y))
+        flagged = np.zeros(len(y), dtype=bool)
+        self.classes_: dict[int, dict[str, float]] = {}
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            if len(idx) < 4:
+                continue
+            k = min(self.components, len(idx) - 1, feats.shape[1])
+            reduced = PCA(n_components=k, random_state=self.seed).fit_transform(feats[idx])
+            km = KMeans(n_clusters=2, n_init=5, random_state=self.seed).fit(reduced)
+            sizes = np.bincount(km.labels_, minlength=2)
+            if sizes.min() == 0:
+                continue
+            small = int(np.argmin(sizes))
+            silhouette = float(silhouette_score(reduced, km.labels_))
+            share = float(sizes[small] / len(idx))
+            d = np.linalg.norm(reduced[:, None, :] - km.cluster_centers_[None], axis=2)
+            closer = (d[:, 1 - small] - d[:, small]) / np.maximum(d.sum(axis=1), 1e-12)
+            scores[idx] = silhouette * closer
+            poisoned = share < self.max_size and silhouette > self.min_silhouette
+            if poisoned:
+                members = idx[km.labels_ == small]
+                flagged[members] = True
+                # the flagged cluster of a poisoned class ranks above every unflagged sample
+                scores[members] += 2.0
+            self.classes_[int(c)] = {
+                "silhouette": silhouette,
+                "small_share": share,
+                "poisoned": float(poisoned),
+            }
+        return scores, flagged

@@ -1,0 +1,6 @@
+"""Detectors of trojans: in a model (Neural Cleanse) and in its inputs at run time (STRIP)."""
+
+from bastion.defences.detection.neural_cleanse import NeuralCleanse, anomaly_index
+from bastion.defences.detection.strip import STRIP
+
+__all__ = ["STRIP", "NeuralCleanse", "anomaly_index"]

@@ -277,3 +277,17 @@ def test_cli_scan_of_a_label_only_endpoint(
     assert evasion["setting"]["attacks"] == ["hopskipjump"]
     sweep = evasion["details"]["sweep"]
     assert sweep[-1]["robust_accuracy"] < evasion["details"]["clean_accuracy"]["value"] - 0.3
+
+
+def test_square_halving_spends_its_queries_where_inputs_fall(
+    cnn: TorchTarget, digits: Any
+) -> None:
+    from bastion.attacks.evasion import SquareAttack
+
+    x, y = digits[0][:80], digits[1][:80]
+    full = SquareAttack(max_queries=400).run(cnn, x, y, eps=0.08)
+    halved = SquareAttack(max_queries=400, halving=True).run(cnn, x, y, eps=0.08)
+    assert halved.queries < 0.6 * full.queries
+    # the inputs it stopped early were the hard ones: most successes are kept
+    assert int(halved.success.sum()) >= 0.8 * int(full.success.sum())
+    assert int(halved.success.sum()) > 0

@@ -174,7 +174,7 @@ def test_cli_preset_writes_the_evaluation(
     report = json.loads((tmp_path / "bastion-report" / "report.json").read_text())
     setting = report["assessments"][0]["setting"]
     assert setting["preset"] == "quick"
-    assert setting["attacks"] == ["apgd-t"]
+    assert setting["attacks"] == ["apgd", "apgd-t"]
     code, _, err = run(capsys, "scan", "--preset", "exhaustive")
     assert code != 0 and "--preset takes quick, standard or thorough" in err
 

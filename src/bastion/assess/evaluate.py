@@ -63,32 +63,35 @@ PRESETS: dict[str, Preset] = {
     for p in (
         Preset(
             "quick",
-            "a first answer in seconds: APGD with the targeted DLR loss on the two likeliest "
-            "wrong classes (gradient access), or a short Square / HopSkipJump run",
-            white_box=(("apgd-t", {"steps": 25, "target_classes": 2}),),
-            scores=(("square", {"max_queries": 500}),),
+            "a first answer in seconds: short APGD-CE and APGD-T runs (gradient access), or a "
+            "short Square / HopSkipJump run; no black-box check of the gradients",
+            white_box=(
+                ("apgd", {"steps": 20}),
+                ("apgd-t", {"steps": 20, "target_classes": 2}),
+            ),
+            scores=(("square", {"max_queries": 1000, "halving": True}),),
             labels=(("hopskipjump", {"max_queries": 500}),),
         ),
         Preset(
             "standard",
-            "the default: APGD-CE, then APGD-T on the three likeliest wrong classes, then "
-            "Square as a black-box cross-check on what they left standing",
+            "the default: short APGD-CE and APGD-T runs, then Square with successive halving "
+            "as a black-box check on what they left standing",
             white_box=(
-                ("apgd", {"steps": 100}),
-                ("apgd-t", {"steps": 100, "target_classes": 3}),
-                ("square", {"max_queries": 1000}),
+                ("apgd", {"steps": 20}),
+                ("apgd-t", {"steps": 20, "target_classes": 2}),
+                ("square", {"max_queries": 5000, "halving": True}),
             ),
             scores=(("square", {"max_queries": 5000}),),
             labels=(("hopskipjump", {"max_queries": 2000}),),
         ),
         Preset(
             "thorough",
-            "for a figure to publish: APGD-CE with restarts, APGD-T on nine wrong classes, and "
-            "a long Square run on what they left standing",
+            "for a figure to publish: APGD-CE, APGD-T on nine wrong classes, and a long Square "
+            "run with successive halving on what they left standing",
             white_box=(
-                ("apgd", {"steps": 100, "restarts": 3}),
+                ("apgd", {"steps": 100}),
                 ("apgd-t", {"steps": 100, "target_classes": 9}),
-                ("square", {"max_queries": 5000}),
+                ("square", {"max_queries": 10000, "halving": True}),
             ),
             scores=(("square", {"max_queries": 10000}), ("nes", {"max_queries": 2000})),
             labels=(("hopskipjump", {"max_queries": 5000}),),

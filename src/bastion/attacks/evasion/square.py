@@ -18,6 +18,8 @@ __all__ = ["SquareAttack"]
 # The fraction of pixels changed shrinks as queries are spent: halved at these points of a
 # 10,000-query run (Andriushchenko et al., section 3), scaled to the budget in hand.
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+# the shares of the budget at which successive halving stops the worse half
+_HALVING_POINTS = (0.05, 0.1, 0.2, 0.4)
 
 
 def _as_image(x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +63,11 @@ class SquareAttack(Attack):
         max_queries: the most queries per input, the initial one included (1000). A threat's
             ``queries_per_input`` lowers it.
         p_init: the fraction of features the first windows cover (0.1).
+        halving: successive halving of the inputs still standing (False): at 5%, 10%, 20%
+            and 40% of the budget, the half of them with the largest margins (the furthest
+            from falling) stop, so the queries go to the inputs likeliest to fall. It spends
+            about a sixth of the queries on inputs that never fall, and may miss a few that
+            would have fallen late: the evaluation presets use it where the budget is tight.
 
     Returns: an :class:`~bastion.core.results.AttackResult` with ``queries_per_sample``.
 
@@ -69,15 +76,29 @@ class SquareAttack(Attack):
         >>> result = SquareAttack().run(target, x, y, eps=1.0, norm="l2")  # doctest: +SKIP
     """
 
-    def __init__(self, *, max_queries: int = 1000, p_init: float = 0.1) -> None:
+    def __init__(
+        self, *, max_queries: int = 1000, p_init: float = 0.1, halving: bool = False
+    ) -> None:
         self.max_queries = max_queries
         self.p_init = p_init
+        self.halving = halving
 
     def _check_params(self) -> None:
         if self.max_queries < 1:
             raise ConfigError(f"max_queries must be at least 1, got {self.max_queries}")
         if not 0 < self.p_init <= 1:
             raise ConfigError(f"p_init must be in (0, 1], got {self.p_init}")
+
+    def _standing(self, margin: torch.Tensor, active: torch.Tensor, i: int, budget: int) -> None:
+        """Successive halving: at its checkpoints, stop the worse half of the inputs still
+        standing (in place on ``active``)."""
+        if not self.halving or i not in {int(f * budget) for f in _HALVING_POINTS}:
+            return
+        alive = (margin > 0) & active
+        if int(alive.sum()) < 2:
+            return
+        cut = margin[alive].median()
+        active &= ~(alive & (margin > cut))
 
     def _fraction(self, iteration: int, budget: int) -> float:
         point = int(iteration / budget * 10000)
@@ -132,10 +153,12 @@ class SquareAttack(Attack):
         with torch.no_grad():
             margin = self._margin(target, target(best.view_as(x)), y, threat.goal)
         spent = torch.ones(n, dtype=torch.long)
+        active = torch.ones(n, dtype=torch.bool, device=img.device)
         rows = torch.arange(h, device=img.device).view(1, 1, h, 1)
         cols = torch.arange(w, device=img.device).view(1, 1, 1, w)
         for i in range(1, budget):
-            todo = (margin > 0).nonzero().squeeze(1)
+            self._standing(margin, active, i, budget)
+            todo = ((margin > 0) & active).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
             p = self._fraction(i, budget)
@@ -205,8 +228,10 @@ class SquareAttack(Attack):
         with torch.no_grad():
             margin = self._margin(target, target(best.view_as(x)), y, threat.goal)
         spent = torch.ones(n, dtype=torch.long)
+        active = torch.ones(n, dtype=torch.bool, device=img.device)
         for i in range(1, budget):
-            todo = (margin > 0).nonzero().squeeze(1)
+            self._standing(margin, active, i, budget)
+            todo = ((margin > 0) & active).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
             p = self._fraction(i, budget)

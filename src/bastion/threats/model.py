@@ -420,7 +420,14 @@ def _plan(system: SystemDescription, findings: list[AssetTechnique]) -> Assessme
         if not mine or model.data_kind not in _EPSILONS:
             continue
         norm, epsilons = _EPSILONS[model.data_kind]
-        attacks = sorted({a for f in mine for a in f.attacks if ATTACKS.get(a).supports(norm=norm)})
+        attacks = sorted(
+            {
+                a
+                for f in mine
+                for a in f.attacks
+                if ATTACKS.get(a).family == "evasion" and ATTACKS.get(a).supports(norm=norm)
+            }
+        )
         if not attacks:
             continue
         top = min((f.band for f in mine), key=_BAND_ORDER.__getitem__)

@@ -124,7 +124,8 @@ def extraction_assessment(
         except QueryBudgetExceeded:
             limits.append("the query budget left nothing for reconnaissance")
     for name in names:
-        attack = ATTACKS.create(name, **params.get(name, {}))
+        entry = ATTACKS.get(name)
+        attack = ATTACKS.create(name, **{**entry.defaults, **params.get(name, {})})
         budget = params.get(name, {}).get("max_queries", None)
         if name != "equation-solving":
             budget = budget or max_queries
@@ -237,7 +238,7 @@ def extraction_assessment(
         )
     finding = Finding(
         id="extraction",
-        title=f"The model can be copied through its {target.access.value} API",
+        title="The model can be copied from its answers to queries",
         severity=severity,
         techniques=("AML.T0024.002", "AML.T0024"),
         summary=summary + ".",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,12 +47,14 @@ def membership_assessment(
     attack_params: Mapping[str, Mapping[str, Any]] | None = None,
     max_candidates: int = 2000,
     seed: int = 0,
+    shadow_cache: str | Path | None = None,
 ) -> Assessment:
     """Run membership attacks on an equal number of ``members`` (training data) and
     ``nonmembers`` (held-out data), up to ``max_candidates`` of each.
 
     A :class:`Dataset` contributes its test split (a user's ``--members train.npz`` loads as
-    one); a pair is ``(x, y)``.
+    one); a pair is ``(x, y)``. Shadow models keep their answers in ``shadow_cache``
+    unless an attack's ``cache_dir`` says otherwise.
     """
     started = time.perf_counter()
     xm, ym = _arrays(members)
@@ -83,7 +86,10 @@ def membership_assessment(
         if entry.family != "membership":
             raise ConfigError(f"{name} is a {entry.family} attack, not a membership attack")
         entry.require(access=target.access, norm=None, target=target.name)
-        attack = ATTACKS.create(name, **params.get(name, {}))
+        settings = {**entry.defaults, **params.get(name, {})}
+        if shadow_cache is not None and "cache_dir" in entry.parameters():
+            settings.setdefault("cache_dir", str(shadow_cache))
+        attack = ATTACKS.create(name, **settings)
         result = attack.run(target, x, y, member, x_aux=x_aux, y_aux=y_aux, seed=seed)
         results.append(result)
         value = result.auc
@@ -93,6 +99,7 @@ def membership_assessment(
                 value,
                 f"{name}: area under the ROC curve",
                 result.auc_ci,
+                unit="",
                 at={"attack": name},
             )
         )

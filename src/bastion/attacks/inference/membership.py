@@ -297,7 +297,7 @@ class _ShadowSettings(MembershipInference):
     access=Access.SCORES,
     techniques=_TECHNIQUES,
     cost=50,
-    defaults={"shadows": 4},
+    defaults={"shadows": 4, "epochs": 30, "n_jobs": -1},
     fast={"shadows": 2, "epochs": 10},
 )
 class ShadowMembership(_ShadowSettings):
@@ -386,7 +386,7 @@ def _features(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
     access=Access.SCORES,
     techniques=_TECHNIQUES,
     cost=60,
-    defaults={"shadows": 16},
+    defaults={"shadows": 8, "epochs": 30, "n_jobs": -1},
     fast={"shadows": 4, "epochs": 10},
 )
 class LiRA(_ShadowSettings):

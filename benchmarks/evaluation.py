@@ -29,11 +29,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _robust_mnist import EPS, robust_mnist  # noqa: E402
+from _robust_mnist import EPS, robust_mnist
 
-import bastion  # noqa: E402
-from bastion import Threat  # noqa: E402
-from bastion.data.datasets import Dataset  # noqa: E402
+import bastion
+from bastion import Threat
+from bastion.data.datasets import Dataset
 
 
 def autoattack(target: bastion.TorchTarget, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -99,7 +99,9 @@ def main() -> None:
     )
     print(f"command: python benchmarks/evaluation.py {' '.join(sys.argv[1:])}".rstrip())
     aa_median = statistics.median(times["autoattack"])
-    print(f"{'contender':<12} {'robust':>8} {'vs AA':>8} {'min s':>8} {'median s':>9} {'time/AA':>8}")
+    print(
+        f"{'contender':<12} {'robust':>8} {'vs AA':>8} {'min s':>8} {'median s':>9} {'time/AA':>8}"
+    )
     for name in contenders:
         med = statistics.median(times[name])
         gap = (robust[name] - robust["autoattack"]) * 100

@@ -182,3 +182,12 @@ def test_readme_threat_commands_run(docs_cwd: Path, capsys: pytest.CaptureFixtur
     for command in commands:
         code, _, err = run(capsys, *shlex.split(command)[1:])
         assert code == 0, f"{command}: {err}"
+
+
+def test_privacy_python_example(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (REPO / "docs" / "privacy.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "privacy.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "probabilities 10" in out and "65 queries, fidelity 100.0%" in out

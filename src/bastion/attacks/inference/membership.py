@@ -145,22 +145,28 @@ class MembershipInference(Configurable):
         raise NotImplementedError
 
 
-def _probabilities(target: Target, x: torch.Tensor) -> np.ndarray:
-    out = target.outputs(x)
+def _log_probabilities(target: Target, x: torch.Tensor) -> np.ndarray:
+    """(N, C) log-probabilities in float64: from logits through a stable log-softmax, so a
+    confident answer keeps its distance from 1 (which float32 probabilities round away)."""
+    out = target.outputs(x).detach().double().cpu()
     if target.output_kind is OutputKind.LOGITS:
-        out = out.softmax(dim=1)
-    return out.detach().double().cpu().numpy()  # type: ignore[no-any-return]
+        return out.log_softmax(dim=1).numpy()  # type: ignore[no-any-return]
+    return np.log(np.clip(out.numpy(), _EPS, None))  # type: ignore[no-any-return]
 
 
-def _true_class(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.asarray(proba[np.arange(len(y)), y])
+def _true_class(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.asarray(logp[np.arange(len(y)), y])
 
 
-def _logit_confidence(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``log p_y - log(1 - p_y)``: the scaled confidence LiRA models as Gaussian."""
-    p = np.clip(_true_class(proba, y), _EPS, 1 - _EPS)
-    rest = np.clip(1.0 - p, _EPS, None)
-    return np.log(p) - np.log(rest)  # type: ignore[no-any-return]
+def _logit_confidence(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``log p_y - log(1 - p_y)`` from log-probabilities: the scaled confidence LiRA models
+    as Gaussian, with ``1 - p_y`` summed over the other classes so it never rounds to 0."""
+    rows = np.arange(len(y))
+    others = logp.copy()
+    others[rows, y] = -np.inf
+    top = others.max(axis=1, keepdims=True)
+    rest = top[:, 0] + np.log(np.exp(others - top).sum(axis=1))
+    return np.maximum(logp[rows, y] - rest, -1e6)  # type: ignore[no-any-return]
 
 
 @register_attack(
@@ -194,8 +200,9 @@ class LossThreshold(MembershipInference):
             raise ConfigError(f"loss-threshold statistic is loss or confidence: {self.statistic}")
 
     def _scores(self, target, x, y, x_aux, y_aux, gen, notes):  # type: ignore[no-untyped-def]
-        p = _true_class(_probabilities(target, x), y.cpu().numpy())
-        return p if self.statistic == "confidence" else np.log(np.clip(p, _EPS, None))
+        logp = _true_class(_log_probabilities(target, x), y.cpu().numpy())
+        # the loss is -log p_y, so -loss ranks like the confidence p_y; both kept for reports
+        return np.exp(logp) if self.statistic == "confidence" else logp
 
 
 @register_attack(
@@ -368,16 +375,16 @@ class ShadowMembership(_ShadowSettings):
             labels.append(inside)
         clf = HistGradientBoostingClassifier(max_iter=100, random_state=0)
         clf.fit(np.concatenate(feats), np.concatenate(labels))
-        mine = _features(_probabilities(target, x), y.cpu().numpy())
+        mine = _features(_log_probabilities(target, x), y.cpu().numpy())
         return clf.predict_proba(mine)[:, 1]  # type: ignore[no-any-return]
 
 
-def _features(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
-    top = -np.sort(-proba, axis=1)[:, :3]
+def _features(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
+    top = -np.sort(-np.exp(logp), axis=1)[:, :3]
     if top.shape[1] < 3:
         top = np.pad(top, ((0, 0), (0, 3 - top.shape[1])))
-    p = _true_class(proba, y)
-    return np.column_stack([top, p, np.log(np.clip(p, _EPS, None)), _logit_confidence(proba, y)])
+    lp = _true_class(logp, y)
+    return np.column_stack([top, np.exp(lp), lp, _logit_confidence(logp, y)])
 
 
 @register_attack(
@@ -471,7 +478,7 @@ class LiRA(_ShadowSettings):
         proba = self._train(target, pop_x, pop_y, xc, jobs)
         phi = np.stack([_logit_confidence(p, yc) for p in proba])  # (shadows, N)
         inside = np.stack(masks)
-        observed = _logit_confidence(_probabilities(target, x), yc)
+        observed = _logit_confidence(_log_probabilities(target, x), yc)
         out_mu, out_sd = _gaussian(phi, ~inside, self.global_variance)
         if not self.online:
             return (observed - out_mu) / out_sd  # type: ignore[no-any-return]

@@ -67,27 +67,32 @@ def _fit_one(
     num_classes: int,
     job: ShadowJob,
 ) -> np.ndarray:
-    """Train one shadow and return its probabilities on ``xq`` (runs in a worker process)."""
+    """Train one shadow and return its log-probabilities on ``xq`` (in a worker process)."""
     import torch
 
     torch.set_num_threads(1)
     xt, yt = x[job.train], y[job.train]
     if isinstance(recipe, FitSettings):
-        from bastion.zoo.fit import build_model, fit_model, predict_proba
+        from bastion.zoo.fit import build_model, fit_model
 
         model = build_model(x.shape[1:], num_classes, recipe, seed=job.seed)
         fit_model(model, torch.from_numpy(xt), torch.from_numpy(yt), recipe, seed=job.seed)
-        return predict_proba(model, torch.from_numpy(xq))
+        with torch.no_grad():
+            return model(torch.from_numpy(xq)).double().log_softmax(dim=1).numpy()  # type: ignore[no-any-return]
     from sklearn.base import clone
 
     est = clone(recipe)
     if "random_state" in est.get_params():
         est.set_params(random_state=job.seed)
     est.fit(xt.reshape(len(xt), -1), yt)
-    proba = np.asarray(est.predict_proba(xq.reshape(len(xq), -1)), dtype=np.float64)
-    out = np.zeros((len(xq), num_classes))
-    out[:, np.asarray(est.classes_, dtype=int)] = proba
-    return out
+    flat = xq.reshape(len(xq), -1)
+    if hasattr(est, "predict_log_proba"):
+        logp = np.asarray(est.predict_log_proba(flat), dtype=np.float64)
+    else:
+        logp = np.log(np.clip(np.asarray(est.predict_proba(flat), dtype=np.float64), 1e-300, None))
+    out = np.full((len(xq), num_classes), -np.inf)
+    out[:, np.asarray(est.classes_, dtype=int)] = logp
+    return np.asarray(np.maximum(out, -1e4))
 
 
 def train_shadows(
@@ -101,7 +106,7 @@ def train_shadows(
     n_jobs: int = 1,
     cache_dir: str | Path | None = None,
 ) -> np.ndarray:
-    """(shadows, queries, classes) probabilities: each job's shadow trained on its subset of
+    """(shadows, queries, classes) log-probabilities: each job's shadow trained on its subset of
     ``x, y`` and asked about ``x_query``; trained in ``n_jobs`` processes, read from
     ``cache_dir`` when it holds them."""
     if n_jobs == 0 or n_jobs < -1:
@@ -115,7 +120,7 @@ def train_shadows(
             if path.is_file():
                 try:
                     with np.load(path, allow_pickle=False) as f:
-                        out[i] = f["proba"]
+                        out[i] = f["logp"]
                 except (OSError, ValueError, KeyError) as exc:
                     log.warning("ignoring unreadable cached shadow %s: %s", path, exc)
     todo = [i for i, o in enumerate(out) if o is None]
@@ -140,7 +145,7 @@ def _save(path: Path, proba: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, proba=proba)
+            np.savez(f, logp=proba)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

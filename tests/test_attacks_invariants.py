@@ -20,6 +20,8 @@ from helpers import accuracy
 # every registered attack, bastion's own and any plugin's, each with its entry's fast settings
 load_plugins()
 CASES = [(e, n) for e in ATTACKS for n in e.norms]
+# the perturbation attacks (evasion); extraction, inference and recon have their own tests
+PERTURBATION = [e for e in ATTACKS if e.norms]
 EPS = {Norm.LINF: 0.2, Norm.L2: 1.5, Norm.L1: 6.0, Norm.L0: 6}
 
 
@@ -144,7 +146,7 @@ def test_same_seed_same_result(case: tuple[Entry, Norm], cnn: TorchTarget, digit
 
 
 def test_white_box_attacks_refuse_black_boxes(sk_target: SklearnTarget, digits: Any) -> None:
-    white = [e for e in ATTACKS if e.access is Access.WHITE_BOX]
+    white = [e for e in PERTURBATION if e.access is Access.WHITE_BOX]
     assert white
     for entry in white:
         norm = entry.norms[0]  # an epsilon that norm accepts (an L0 one counts values)
@@ -154,7 +156,7 @@ def test_white_box_attacks_refuse_black_boxes(sk_target: SklearnTarget, digits: 
 
 
 def test_unsupported_norm_is_refused(cnn: TorchTarget, digits: Any) -> None:
-    for entry in (e for e in ATTACKS if e.family != "poisoning"):  # data attacks take no norm
+    for entry in PERTURBATION:
         missing = [n for n in Norm if n not in entry.norms]
         for norm in missing:
             with pytest.raises(ConfigError, match="supports"):

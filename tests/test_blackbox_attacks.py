@@ -279,9 +279,7 @@ def test_cli_scan_of_a_label_only_endpoint(
     assert sweep[-1]["robust_accuracy"] < evasion["details"]["clean_accuracy"]["value"] - 0.3
 
 
-def test_square_halving_spends_its_queries_where_inputs_fall(
-    cnn: TorchTarget, digits: Any
-) -> None:
+def test_square_halving_spends_its_queries_where_inputs_fall(cnn: TorchTarget, digits: Any) -> None:
     from bastion.attacks.evasion import SquareAttack
 
     x, y = digits[0][:80], digits[1][:80]

@@ -199,3 +199,12 @@ def test_evasion_python_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
         exec(compile(code, "docs/evasion.md", "exec"), {})
     robust = float(out.getvalue().split()[0])
     assert 0.0 <= robust < 0.9
+
+
+def test_privacy_python_example(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (REPO / "docs" / "privacy.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1
+    exec(compile(blocks[0], "privacy.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "probabilities 10" in out and "65 queries, fidelity 100.0%" in out

@@ -15,7 +15,7 @@ from bastion.core.results import AttackResult
 from bastion.core.targets.base import Target
 from bastion.core.threat import Norm, Threat
 
-__all__ = ["Attack", "RunLog"]
+__all__ = ["Attack", "Configurable", "RunLog"]
 
 
 @dataclass
@@ -28,22 +28,13 @@ class RunLog:
     gradients_checked: bool = False
 
 
-class Attack:
-    """Base class of every attack.
-
-    An attack holds only its own hyperparameters, as keyword arguments stored unchanged (the
-    scikit-learn convention), and receives the target, the data and the threat when it runs.
-    :meth:`run` gives the guarantees every attack shares: the target gives enough access and
-    the norm is supported, inputs are checked, the model is in evaluation mode during the attack
-    and in its old mode after, the result lies in the epsilon ball and the bounds, keeps the
-    inputs' dtype and device, and its success is measured on the target.
-
-    Subclasses implement :meth:`_attack`, and may override :meth:`_check_params`.
-    """
+class Configurable:
+    """What every registered attack shares, whatever its family: hyperparameters stored
+    unchanged as keyword arguments (the scikit-learn convention), a ``repr`` made of them, and
+    its registry entry. Subclasses may override :meth:`_check_params`."""
 
     registry_name: ClassVar[str]
 
-    # ------------------------------------------------------------------ configuration
     def get_params(self) -> dict[str, Any]:
         """The hyperparameters, as given."""
         return {name: getattr(self, name) for name in config_model(type(self)).model_fields}
@@ -66,6 +57,20 @@ class Attack:
 
     def _check_params(self) -> None:
         """Raise :class:`ConfigError` for hyperparameters that make no sense."""
+
+
+class Attack(Configurable):
+    """Base class of every evasion attack.
+
+    An attack holds only its own hyperparameters, as keyword arguments stored unchanged (the
+    scikit-learn convention), and receives the target, the data and the threat when it runs.
+    :meth:`run` gives the guarantees every attack shares: the target gives enough access and
+    the norm is supported, inputs are checked, the model is in evaluation mode during the attack
+    and in its old mode after, the result lies in the epsilon ball and the bounds, keeps the
+    inputs' dtype and device, and its success is measured on the target.
+
+    Subclasses implement :meth:`_attack`, and may override :meth:`_check_params`.
+    """
 
     def queries_per_input(self, threat: Threat) -> int:
         """A query-based attack's budget per input: its ``max_queries``, lowered by the

@@ -293,6 +293,20 @@ def scan(
             "what they changed, feature by feature."
         ),
     ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            help="Assessments to run, comma-separated: evasion, extraction, membership "
+            "(default: evasion, and membership when --members is given)."
+        ),
+    ] = None,
+    members: Annotated[
+        str | None,
+        typer.Option(
+            help="A sample of the model's training data (same formats as --data): membership "
+            "inference tells it apart from --data, the held-out data."
+        ),
+    ] = None,
 ) -> None:
     """Attack a model over an epsilon sweep and write the reports (HTML and JSON by default)."""
     from bastion.core.findings import Severity
@@ -370,6 +384,13 @@ def scan(
         if plan is not None:
             raise ConfigError("--constraints applies to a scan without --plan")
         rules = Constraints.load(constraints)
+    families = _families(family, members is not None)
+    if plan is not None and (family is not None or members is not None):
+        raise ConfigError("--plan sets the assessments; --family and --members cannot be added")
+    if "membership" in families and members is None:
+        raise ConfigError("--family membership needs --members: a sample of the training data")
+    if members is not None and _missing_path(members):
+        raise ConfigError(f"--members {members}: no such file or folder")
     checkpoint = out / _CHECKPOINT
     if resume and not checkpoint.is_file():
         raise ConfigError(f"--resume: no interrupted scan to resume in {out}")
@@ -383,6 +404,13 @@ def scan(
     params = parse_settings(setting or [])
     for name, values in params.items():
         ATTACKS.get(name).validate(values)
+    # settings of the extraction and membership attacks go to their assessments; the rest
+    # (evasion, the universal patch and uap) stay with the evasion scan, which refuses others
+    privacy_families = ("extraction", "membership", "recon")
+    other_params = {n: v for n, v in params.items() if ATTACKS.get(n).family in privacy_families}
+    params = {n: v for n, v in params.items() if n not in other_params}
+    other_names = [n for n in attack_names or [] if ATTACKS.get(n).family in privacy_families]
+    attack_names = [n for n in attack_names or [] if n not in other_names] or None
     # the attacks named (a universal one such as patch, under l0), or those a scan picks
     pool = [ATTACKS.get(n) for n in attack_names] if attack_names else None
     pool = pool or ATTACKS.select(family="evasion")
@@ -447,12 +475,18 @@ def scan(
                 task, description=f"attacking: {label}{queries}", completed=done, total=total
             )
 
+        privacy: list[Assessment] = []
+        if "extraction" in families or "membership" in families:
+            bar.update(task, description="stealing and probing the model", completed=0, total=None)
+            privacy = _privacy(
+                tgt, dataset, families, members, other_params, seed, label_column, other_names
+            )
         if assessment is not None:
             for item, result in scan_plan(
                 tgt, dataset, assessment, asset=asset, seed=seed, progress=step
             ):
                 runs.append((item.asset, result))
-        else:
+        elif "evasion" in families:
             threat = Threat(
                 norm=norm_value,
                 epsilons=tuple(
@@ -542,17 +576,24 @@ def scan(
 
     failing = False
     interrupted = False
+    if not runs:
+        report = Report(privacy, command=command)
+        try:
+            written = write_report(report, out, formats)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report into {out}: {exc.strerror}") from None
     for name, result in runs:
         folder = inside(out, name) if len(runs) > 1 else out
         more = also.get(name, [])
-        report = Report([result.to_assessment(), *more], asset=name or None, command=command)
+        assessments = [result.to_assessment(), *more, *(privacy if name == "" else [])]
+        report = Report(assessments, asset=name or None, command=command)
         try:
             written = write_report(report, folder, formats)
         except OSError as exc:
             raise ConfigError(f"cannot write the report into {folder}: {exc.strerror}") from None
         if name:
             console.rule(f"assessment of {name}")
-        _summary(result, written)
+        _summary(result, written if not privacy else [])
         for extra_assessment in more:
             _summary_more(extra_assessment)
         if result.complete and name == "":
@@ -560,6 +601,12 @@ def scan(
         interrupted = interrupted or result.interrupted
         if threshold is not None:
             failing = failing or any(f.fails(threshold) for f in result.findings)
+    for a in privacy:
+        _privacy_summary(a)
+        if threshold is not None:
+            failing = failing or any(f.fails(threshold) for f in a.findings)
+    if privacy:
+        console.print(f"report: {', '.join(str(p) for p in written)}", highlight=False)
     if interrupted:
         console.print("[yellow]interrupted:[/] a partial report was written; rerun with --resume")
         raise typer.Exit(130)
@@ -569,6 +616,94 @@ def scan(
             "unreliable"
         )
         raise typer.Exit(1)
+
+
+_FAMILIES = ("evasion", "extraction", "membership")
+
+
+def _families(text: str | None, have_members: bool) -> list[str]:
+    """``--family``: the assessments to run, each a known family."""
+    if text is None:
+        return ["evasion", "membership"] if have_members else ["evasion"]
+    names = [f.strip().lower() for f in text.split(",") if f.strip()]
+    unknown = [n for n in names if n not in _FAMILIES]
+    if not names or unknown:
+        raise ConfigError(f"--family takes {', '.join(_FAMILIES)} (comma-separated); got {text!r}")
+    return list(dict.fromkeys(names))
+
+
+def _privacy(
+    target: Any,
+    dataset: Any,
+    families: list[str],
+    members: str | None,
+    params: dict[str, dict[str, Any]],
+    seed: int,
+    label_column: str,
+    chosen: list[str],
+) -> list[Any]:
+    """The extraction and membership assessments asked for; ``chosen``: the attacks named
+    by --attacks (those of each family replace its defaults)."""
+    out = []
+    if "extraction" in families:
+        from bastion.assess.extraction import extraction_assessment
+
+        names = [n for n in chosen if _family_of(n) == "extraction"] or None
+        out.append(
+            extraction_assessment(target, dataset, attacks=names, attack_params=params, seed=seed)
+        )
+    if "membership" in families and members is not None:
+        from bastion.assess.membership import membership_assessment
+        from bastion.data import load_data
+
+        train = load_data(
+            members,
+            label_column=label_column,
+            bounds=dataset.bounds,
+            num_classes=dataset.num_classes,
+        )
+        from bastion.zoo import cache_dir
+
+        names = [n for n in chosen if _family_of(n) == "membership"] or None
+        out.append(
+            membership_assessment(
+                target,
+                train,
+                dataset,
+                attacks=names,
+                attack_params=params,
+                seed=seed,
+                shadow_cache=cache_dir() / "shadows",
+            )
+        )
+    return out
+
+
+def _family_of(name: str) -> str:
+    from bastion.core.registry import ATTACKS
+
+    return str(ATTACKS.get(name).family)
+
+
+def _privacy_summary(a: Any) -> None:
+    from bastion.report.base import metric_text
+
+    console.print(f"[bold]{a.title}[/] ({a.seconds:.1f} s)", highlight=False)
+    for m in a.metrics:
+        if m.name in ("fidelity", "transfer_rate", "auc") or (
+            m.name == "tpr" and m.at.get("fpr") == 0.01
+        ):
+            value, ci = metric_text(m)
+            console.print(f"  {m.label}: [bold]{value}[/] {ci}", highlight=False)
+    for f in a.findings:
+        style = _SEV_STYLE[f.severity.value]
+        console.print(f"[{style}]{f.severity.value.upper():>8}[/] {f.title}", highlight=False)
+        console.print(f"         ATLAS: {', '.join(f.techniques)}", highlight=False, soft_wrap=True)
+        console.print(f"         {f.summary}", highlight=False)
+    for w in a.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    for lim in a.limits:
+        console.print(f"[yellow]limited:[/] {lim}", highlight=False)
 
 
 def _shared_settings(
@@ -723,4 +858,7 @@ def _summary(result: Any, written: list[Path]) -> None:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)
     for lim in result.limits:
         console.print(f"[yellow]limited:[/] {lim}", highlight=False)
-    console.print(f"report: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
+    if written:
+        console.print(
+            f"report: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True
+        )

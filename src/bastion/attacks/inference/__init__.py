@@ -1,0 +1,19 @@
+"""Inference attacks: what a model leaks about its training data (ATLAS AML.T0024.000, .001)."""
+
+from bastion.attacks.inference.membership import (
+    LabelOnlyMembership,
+    LiRA,
+    LossThreshold,
+    MembershipInference,
+    MembershipResult,
+    ShadowMembership,
+)
+
+__all__ = [
+    "LabelOnlyMembership",
+    "LiRA",
+    "LossThreshold",
+    "MembershipInference",
+    "MembershipResult",
+    "ShadowMembership",
+]

@@ -1,0 +1,1 @@
+"""Training that limits what a model remembers of its data."""

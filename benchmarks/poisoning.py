@@ -21,7 +21,6 @@ import json
 import time
 from dataclasses import replace
 
-import numpy as np
 import torch
 
 import bastion

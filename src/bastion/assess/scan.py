@@ -200,8 +200,11 @@ def _choose(
             raise ConfigError(f"attacks repeat: {', '.join(names)}")
         entries = [ATTACKS.get(n) for n in names]
         for e in entries:
-            if e.family != "evasion":
-                raise ConfigError(f"{e.name} is a {e.family} attack; a scan runs evasion attacks")
+            if e.family not in ("evasion", "universal"):
+                raise ConfigError(
+                    f"{e.name} is a {e.family} attack; a scan runs evasion attacks "
+                    "(and the universal patch and uap)"
+                )
             e.require(access=target.access, norm=threat.norm, target=target.name)
         return entries if keep_order else sorted(entries, key=lambda e: (e.cost, e.name))
     entries = default_attacks(target, threat, given)

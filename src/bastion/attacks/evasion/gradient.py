@@ -19,6 +19,8 @@ __all__ = ["Descent", "GradientAttack"]
 # the share of coordinates an L1 step moves (the largest gradient entries): a steepest-ascent
 # step under L1 moves one coordinate, which wastes most of the budget on pixels at the bounds
 _L1_SHARE = 0.05
+# "no input reached the goal", for loops that do not ask (expanded, never written to)
+_NONE_REACHED = torch.zeros(1, dtype=torch.bool)
 
 
 @dataclass
@@ -139,9 +141,23 @@ class GradientAttack(Attack):
         y: torch.Tensor,
         threat: Threat,
         towards: torch.Tensor | None = None,
+        judge: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The objective, its gradient, and whether each input reaches the goal; with EOT,
-        the mean over ``eot_samples`` passes, and the goal reached on every one of them."""
+        the mean over ``eot_samples`` passes, and the goal reached on every one of them.
+        Without ``judge`` the goal is not checked (all False), saving a pass over the scores."""
+        if self.eot_samples == 1:
+            # the common case, kept as lean as a hand-written loop
+            point = x_adv.detach().requires_grad_(True)
+            scores = target(point)
+            logits = scores
+            if target.output_kind is OutputKind.PROBABILITIES:
+                logits = scores.clamp_min(1e-30).log()
+            value = self.objective(logits, y, threat, towards)
+            (grad,) = torch.autograd.grad(value.sum(), point)
+            if judge:
+                return value.detach(), grad, threat.goal.is_success(scores.detach(), y)
+            return value.detach(), grad, _NONE_REACHED.expand(len(y))
         value_sum: torch.Tensor | None = None
         grad_sum: torch.Tensor | None = None
         hit: torch.Tensor | None = None
@@ -153,7 +169,11 @@ class GradientAttack(Attack):
                 logits = scores.clamp_min(1e-30).log()
             value = self.objective(logits, y, threat, towards)
             (grad,) = torch.autograd.grad(value.sum(), point)
-            reached = threat.goal.is_success(scores.detach(), y)
+            reached = (
+                threat.goal.is_success(scores.detach(), y)
+                if judge
+                else torch.zeros(len(y), dtype=torch.bool, device=y.device)
+            )
             if value_sum is None or grad_sum is None or hit is None:
                 value_sum, grad_sum, hit = value.detach(), grad, reached
             else:
@@ -200,19 +220,25 @@ class GradientAttack(Attack):
         hit = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         active = torch.arange(len(x), device=x.device)
         memory: torch.Tensor | None = None
+        # the inputs still attacked; sliced only when some leave, so a full batch costs no copy
+        xs, ys, aim = x, y, towards
         for i in range(self.steps):
-            xs = x[active]
             point = xs + delta
-            _, grad, done = self.value_and_grad(
-                target, point, y[active], threat, None if towards is None else towards[active]
-            )
+            _, grad, done = self.value_and_grad(target, point, ys, threat, aim, self.early_stop)
             if i == 0:
                 self._note_zero_gradients(grad, log)
             if self.early_stop and bool(done.any()):
                 out[active[done]] = point[done].detach()
                 hit[active[done]] = True
                 keep = ~done
-                active, delta, grad, xs = active[keep], delta[keep], grad[keep], xs[keep]
+                active, delta, grad, xs, ys = (
+                    active[keep],
+                    delta[keep],
+                    grad[keep],
+                    xs[keep],
+                    ys[keep],
+                )
+                aim = None if aim is None else aim[keep]
                 memory = None if memory is None else memory[keep]
                 if len(active) == 0:
                     break
@@ -221,7 +247,7 @@ class GradientAttack(Attack):
             memory = self.accumulate(grad, memory)
             delta = project(delta + step * self.direction(memory, norm), norm, eps)
             delta = (xs + delta).clamp(lo, hi) - xs
-        out[active] = (x[active] + delta).detach()
+        out[active] = (xs + delta).detach()
         return Descent(out, None, None)
 
     def _note_zero_gradients(self, grad: torch.Tensor, log: RunLog) -> None:

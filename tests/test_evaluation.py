@@ -191,3 +191,16 @@ def test_bastions_own_preprocessing_is_attacked_through_bpda(
     # the straight-through gradient is a real one: nothing is masked, and the model falls
     assert not any("masked" in a for a in result.adaptations)
     assert result.sweep[0].robust_accuracy < 0.3 * result.clean_accuracy
+
+
+def test_a_label_only_target_gets_the_decision_based_chain(
+    demo: tuple[TorchTarget, Dataset],
+) -> None:
+    from bastion.defences import DefendedTarget, create_defence
+
+    cnn, data = demo
+    labels = DefendedTarget(cnn, [create_defence("labels")])
+    threat = Threat(norm="l2", epsilons=(2.0,))
+    result = bastion.evaluate(labels, data, threat, preset="quick", samples=12)
+    assert result.attacks == ["hopskipjump"]
+    assert result.sweep[0].robust_accuracy < 0.5 * result.clean_accuracy

@@ -208,6 +208,7 @@ def evaluate(
     names = [name for name, _ in chain]
 
     adaptations: list[str] = []
+    eot_applied = unchecked = False
     if adaptive:
         n = min(16, len(data.x_test))
         x = torch.from_numpy(data.x_test[:n]).to(target.device)
@@ -220,6 +221,7 @@ def evaluate(
                 if params[name].get("eot_samples", 1) < EOT_SAMPLES:
                     params[name]["eot_samples"] = EOT_SAMPLES
             if eot:
+                eot_applied = True
                 adaptations.append(
                     "the model answers the same input differently (randomness in the forward "
                     f"pass): {', '.join(eot)} averaged their gradients over {EOT_SAMPLES} passes "
@@ -236,6 +238,7 @@ def evaluate(
             elif present:
                 what = f"the chain's black-box attacks ({', '.join(present)}) check them"
             else:
+                unchecked = True
                 what = "no black-box attack could join the chain (none fits this norm and access)"
             adaptations.append(f"masked gradients ({found.masked}): {what}")
     unknown = sorted(set(params) - set(names))
@@ -260,21 +263,17 @@ def evaluate(
     result.preset = None if attacks else preset
     result.adaptations = adaptations
     result.warnings += _cross_check(result)
-    if any(a.startswith("masked gradients") and "no black-box" in a for a in adaptations):
+    if unchecked:
         result.warnings.append(
             "the gradients are masked and no black-box attack could check them: "
             "the robust accuracy is not a lower bound of the attacks' success"
         )
-    if _eot_applied(adaptations):
+    if eot_applied:
         # answered with EOT: the warning has become an adaptation, and no longer marks the
         # findings unreliable
         result.warnings = [w for w in result.warnings if "randomness in the forward pass" not in w]
     result.findings = evasion_findings(result, [ATTACKS.get(n_) for n_ in result.attacks], data)
     return result
-
-
-def _eot_applied(adaptations: list[str]) -> bool:
-    return any("expectation over transformation" in a for a in adaptations)
 
 
 def _black_box_answer(

@@ -58,6 +58,13 @@ class Configurable:
     def _check_params(self) -> None:
         """Raise :class:`ConfigError` for hyperparameters that make no sense."""
 
+    def _at_least(self, **minimums: float) -> None:
+        """Refuse any named hyperparameter below its minimum, with the one message for it."""
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if value < minimum:
+                raise ConfigError(f"{name} must be at least {minimum:g}, got {value}")
+
 
 class Attack(Configurable):
     """Base class of every evasion attack.

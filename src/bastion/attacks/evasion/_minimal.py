@@ -22,7 +22,6 @@ import torch
 
 from bastion.attacks._ops import distances, project
 from bastion.attacks.base import Attack, RunLog
-from bastion.core.errors import ConfigError
 from bastion.core.targets.base import Target
 from bastion.core.threat import Norm, Threat
 
@@ -64,8 +63,7 @@ class MinimalAttack(Attack):
     minimal_distances_: torch.Tensor
 
     def _check_ball_steps(self) -> None:
-        if self.ball_steps < 0:
-            raise ConfigError(f"ball_steps must be at least 0, got {self.ball_steps}")
+        self._at_least(ball_steps=0)
 
     def _minimize(
         self,

@@ -263,8 +263,7 @@ class APGDT(APGD):
 
     def _check_params(self) -> None:
         super()._check_params()
-        if self.target_classes < 1:
-            raise ConfigError(f"target_classes must be at least 1, got {self.target_classes}")
+        self._at_least(target_classes=1)
 
     def _attack(
         self,

@@ -89,8 +89,7 @@ class ConstrainedPGD(Attack):
         self.loss = loss
 
     def _check_params(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        self._at_least(steps=1)
         if self.rel_stepsize is not None and self.rel_stepsize <= 0:
             raise ConfigError(f"rel_stepsize must be positive, got {self.rel_stepsize}")
         if self.repair_steps is not None and self.repair_steps < 0:

@@ -91,18 +91,12 @@ class CarliniWagnerL2(MinimalAttack):
         self.ball_steps = ball_steps
 
     def _check_params(self) -> None:
-        if self.binary_search_steps < 1:
-            raise ConfigError(
-                f"binary_search_steps must be at least 1, got {self.binary_search_steps}"
-            )
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        self._at_least(binary_search_steps=1, steps=1)
         if self.initial_const <= 0:
             raise ConfigError(f"initial_const must be positive, got {self.initial_const}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
-        if self.confidence < 0:
-            raise ConfigError(f"confidence must be at least 0, got {self.confidence}")
+        self._at_least(confidence=0)
         self._check_ball_steps()
 
     def _minimize(

@@ -81,12 +81,7 @@ class DeepFool(MinimalAttack):
         self.ball_steps = ball_steps
 
     def _check_params(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.candidates < 2:
-            raise ConfigError(f"candidates must be at least 2, got {self.candidates}")
-        if self.overshoot < 0:
-            raise ConfigError(f"overshoot must be at least 0, got {self.overshoot}")
+        self._at_least(steps=1, candidates=2, overshoot=0)
         self._check_ball_steps()
 
     def _minimize(

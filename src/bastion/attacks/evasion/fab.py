@@ -108,18 +108,10 @@ class FAB(MinimalAttack):
         self.ball_steps = ball_steps
 
     def _check_params(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.restarts < 1:
-            raise ConfigError(f"restarts must be at least 1, got {self.restarts}")
-        if self.targets < 0:
-            raise ConfigError(f"targets must be at least 0, got {self.targets}")
-        if self.candidates < 2:
-            raise ConfigError(f"candidates must be at least 2, got {self.candidates}")
+        self._at_least(steps=1, restarts=1, targets=0, candidates=2)
         if not 0 <= self.alpha_max <= 1:
             raise ConfigError(f"alpha_max must be in [0, 1], got {self.alpha_max}")
-        if self.eta < 1:
-            raise ConfigError(f"eta must be at least 1, got {self.eta}")
+        self._at_least(eta=1)
         if not 0 < self.beta < 1:
             raise ConfigError(f"beta must be in (0, 1), got {self.beta}")
         self._check_ball_steps()

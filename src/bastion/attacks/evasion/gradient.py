@@ -75,12 +75,7 @@ class GradientAttack(Attack):
         self.early_stop = early_stop
 
     def _check_params(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.restarts < 1:
-            raise ConfigError(f"restarts must be at least 1, got {self.restarts}")
-        if self.eot_samples < 1:
-            raise ConfigError(f"eot_samples must be at least 1, got {self.eot_samples}")
+        self._at_least(steps=1, restarts=1, eot_samples=1)
         if self.rel_stepsize is not None and self.rel_stepsize <= 0:
             raise ConfigError(f"rel_stepsize must be positive, got {self.rel_stepsize}")
         if self.abs_stepsize is not None and self.abs_stepsize <= 0:

@@ -159,11 +159,7 @@ class HopSkipJump(Attack):
         self.early_stop = early_stop
 
     def _check_params(self) -> None:
-        for name in ("max_queries", "init_evals", "max_evals", "init_tries"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.steps < 0:
-            raise ConfigError(f"steps must be at least 0, got {self.steps}")
+        self._at_least(max_queries=1, init_evals=1, max_evals=1, init_tries=1, steps=0)
         if self.max_evals < self.init_evals:
             raise ConfigError(
                 f"max_evals ({self.max_evals}) must be at least init_evals ({self.init_evals})"

@@ -76,10 +76,7 @@ class NES(Attack):
         self.step_size = step_size
 
     def _check_params(self) -> None:
-        if self.max_queries < 1:
-            raise ConfigError(f"max_queries must be at least 1, got {self.max_queries}")
-        if self.samples < 1:
-            raise ConfigError(f"samples must be at least 1, got {self.samples}")
+        self._at_least(max_queries=1, samples=1)
         for name in ("sigma", "step_size"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

@@ -183,10 +183,7 @@ class AdversarialPatch(Attack):
     def _check_params(self) -> None:
         if not 0 < self.size < 1:
             raise ConfigError(f"size is a share of the image's area, in (0, 1); got {self.size}")
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        self._at_least(steps=1, batch_size=1)
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         lo, hi = self.scale
@@ -194,8 +191,7 @@ class AdversarialPatch(Attack):
             raise ConfigError(f"scale must be (low, high) with 0 < low <= high, got {self.scale}")
         if not 0 <= self.rotation <= 180:
             raise ConfigError(f"rotation is in degrees, 0 to 180; got {self.rotation}")
-        if self.placements < 1:
-            raise ConfigError(f"placements must be at least 1, got {self.placements}")
+        self._at_least(placements=1)
         if self.target_class is not None and self.target_class < 0:
             raise ConfigError(f"target_class must be a class index, got {self.target_class}")
 

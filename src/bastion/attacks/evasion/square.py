@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -84,8 +85,7 @@ class SquareAttack(Attack):
         self.halving = halving
 
     def _check_params(self) -> None:
-        if self.max_queries < 1:
-            raise ConfigError(f"max_queries must be at least 1, got {self.max_queries}")
+        self._at_least(max_queries=1)
         if not 0 < self.p_init <= 1:
             raise ConfigError(f"p_init must be in (0, 1], got {self.p_init}")
 
@@ -140,42 +140,16 @@ class SquareAttack(Attack):
     ) -> torch.Tensor:
         eps = threat.epsilon
         lo, hi = target.bounds
-        n = len(x)
         img = _as_image(x)
-        _, c, h, w = img.shape
-
-        def signs(*shape: int) -> torch.Tensor:
-            draw = torch.randint(0, 2, shape, generator=generator, dtype=torch.int8)
-            return (draw.to(img.dtype) * 2 - 1).to(img.device)
-
+        n, c, h, w = img.shape
+        signs = _signs(generator, img)
         # start at vertical stripes: one random corner of the ball per column and channel
-        best = (img + eps * signs(n, c, 1, w)).clamp(lo, hi)
-        with torch.no_grad():
-            margin = self._margin(target, target(best.view_as(x)), y, threat.goal)
-        spent = torch.ones(n, dtype=torch.long)
-        active = torch.ones(n, dtype=torch.bool, device=img.device)
-        rows = torch.arange(h, device=img.device).view(1, 1, h, 1)
-        cols = torch.arange(w, device=img.device).view(1, 1, 1, w)
-        for i in range(1, budget):
-            self._standing(margin, active, i, budget)
-            todo = ((margin > 0) & active).nonzero().squeeze(1)
-            if len(todo) == 0:
-                break
-            p = self._fraction(i, budget)
-            if h == 1:
-                sh, sw = 1, min(max(round(p * w), 1), w)
-            else:
-                side = min(max(round(math.sqrt(p * h * w)), 1), h - 1 if h > 1 else 1, w)
-                sh = sw = side
+        start = (img + eps * signs(n, c, 1, w)).clamp(lo, hi)
+
+        def propose(i: int, todo: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+            sh, sw = _side(self._fraction(i, budget), h, w, smallest=1)
             k = len(todo)
-            top = torch.randint(0, h - sh + 1, (k,), generator=generator).to(img.device)
-            left = torch.randint(0, w - sw + 1, (k,), generator=generator).to(img.device)
-            window = (
-                (rows >= top.view(-1, 1, 1, 1))
-                & (rows < (top + sh).view(-1, 1, 1, 1))
-                & (cols >= left.view(-1, 1, 1, 1))
-                & (cols < (left + sw).view(-1, 1, 1, 1))
-            )
+            window = _mask(*_window(k, h, w, sh, sw, generator, img.device), sh, sw, h, w)
             x0, cur = img[todo], best[todo]
             corner = eps * signs(k, c, 1, 1)
             cand = torch.where(window, (x0 + corner).clamp(lo, hi), cur)
@@ -184,16 +158,9 @@ class SquareAttack(Attack):
             if bool(same.any()):
                 flipped = torch.where(window, (x0 - corner).clamp(lo, hi), cur)
                 cand = torch.where(same.view(-1, 1, 1, 1), flipped, cand)
-            with torch.no_grad():
-                new = self._margin(
-                    target, target(cand.view((k, *x.shape[1:]))), y[todo], threat.goal
-                )
-            spent[todo.cpu()] += 1
-            better = new < margin[todo]
-            best[todo[better]] = cand[better]
-            margin[todo[better]] = new[better]
-        log.queries_per_sample = spent
-        return best.view_as(x)
+            return cand
+
+        return self._search(target, x, y, threat, log, budget, start, propose)
 
     def _attack_l2(
         self,
@@ -207,39 +174,22 @@ class SquareAttack(Attack):
     ) -> torch.Tensor:
         eps = threat.epsilon
         lo, hi = target.bounds
-        n = len(x)
         img = _as_image(x)
-        _, c, h, w = img.shape
-
-        def signs(*shape: int) -> torch.Tensor:
-            draw = torch.randint(0, 2, shape, generator=generator, dtype=torch.int8)
-            return (draw.to(img.dtype) * 2 - 1).to(img.device)
-
+        n, c, h, w = img.shape
+        signs = _signs(generator, img)
         # start at a grid of mountain pairs, one random sign per block and channel
         bh, bw = (1, max(w // 5, 2)) if h == 1 else (max(h // 5, 2), max(w // 5, 2))
         bh, bw = min(bh, h), min(bw, w)
         block = _mountains(bh, bw, img)
-        start = torch.zeros_like(img)
+        grid = torch.zeros_like(img)
         top0, left0 = (h - h // bh * bh) // 2, (w - w // bw * bw) // 2
         for r in range(top0, h - bh + 1, bh):
             for col in range(left0, w - bw + 1, bw):
-                start[:, :, r : r + bh, col : col + bw] = block * signs(n, c, 1, 1)
-        best = (img + _rescale(start, eps)).clamp(lo, hi)
-        with torch.no_grad():
-            margin = self._margin(target, target(best.view_as(x)), y, threat.goal)
-        spent = torch.ones(n, dtype=torch.long)
-        active = torch.ones(n, dtype=torch.bool, device=img.device)
-        for i in range(1, budget):
-            self._standing(margin, active, i, budget)
-            todo = ((margin > 0) & active).nonzero().squeeze(1)
-            if len(todo) == 0:
-                break
-            p = self._fraction(i, budget)
-            if h == 1:
-                sh, sw = 1, min(max(round(p * w), 2), w)
-            else:
-                side = min(max(round(math.sqrt(p * h * w)), 2), max(h - 1, 2), h, w)
-                sh = sw = side
+                grid[:, :, r : r + bh, col : col + bw] = block * signs(n, c, 1, 1)
+        start = (img + _rescale(grid, eps)).clamp(lo, hi)
+
+        def propose(i: int, todo: torch.Tensor, best: torch.Tensor) -> torch.Tensor:
+            sh, sw = _side(self._fraction(i, budget), h, w, smallest=2)
             k = len(todo)
             x0 = img[todo]
             delta = best[todo] - x0
@@ -259,10 +209,37 @@ class SquareAttack(Attack):
             fresh = unit + pattern
             fresh = fresh / _channel_norm(fresh).clamp_min(1e-12) * mass
             proposal = torch.where(first, fresh, torch.where(second, 0.0, delta))
-            cand = (x0 + _rescale(proposal, eps)).clamp(lo, hi)
+            return (x0 + _rescale(proposal, eps)).clamp(lo, hi)
+
+        return self._search(target, x, y, threat, log, budget, start, propose)
+
+    def _search(
+        self,
+        target: Target,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: Threat,
+        log: RunLog,
+        budget: int,
+        best: torch.Tensor,
+        propose: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """The random search both norms share: from ``best`` (image-shaped), ask ``propose``
+        for a candidate per input still standing and keep it where the margin falls."""
+        n = len(x)
+        with torch.no_grad():
+            margin = self._margin(target, target(best.view_as(x)), y, threat.goal)
+        spent = torch.ones(n, dtype=torch.long)
+        active = torch.ones(n, dtype=torch.bool, device=best.device)
+        for i in range(1, budget):
+            self._standing(margin, active, i, budget)
+            todo = ((margin > 0) & active).nonzero().squeeze(1)
+            if len(todo) == 0:
+                break
+            cand = propose(i, todo, best)
             with torch.no_grad():
                 new = self._margin(
-                    target, target(cand.view((k, *x.shape[1:]))), y[todo], threat.goal
+                    target, target(cand.view((len(todo), *x.shape[1:]))), y[todo], threat.goal
                 )
             spent[todo.cpu()] += 1
             better = new < margin[todo]
@@ -270,6 +247,25 @@ class SquareAttack(Attack):
             margin[todo[better]] = new[better]
         log.queries_per_sample = spent
         return best.view_as(x)
+
+
+def _signs(generator: torch.Generator, like: torch.Tensor) -> Callable[..., torch.Tensor]:
+    """A draw of random signs (+1 or -1) of a given shape, in ``like``'s dtype and device."""
+
+    def draw(*shape: int) -> torch.Tensor:
+        bits = torch.randint(0, 2, shape, generator=generator, dtype=torch.int8)
+        return (bits.to(like.dtype) * 2 - 1).to(like.device)
+
+    return draw
+
+
+def _side(p: float, h: int, w: int, smallest: int) -> tuple[int, int]:
+    """A window covering about a share ``p`` of an (h, w) image, at least ``smallest`` on a
+    side: a square, or a run of features for a tabular row (h = 1)."""
+    if h == 1:
+        return 1, min(max(round(p * w), smallest), w)
+    side = min(max(round(math.sqrt(p * h * w)), smallest), max(h - 1, smallest), h, w)
+    return side, side
 
 
 def _channel_norm(t: torch.Tensor) -> torch.Tensor:

@@ -91,10 +91,7 @@ class TransferAttack(Attack):
             raise ConfigError(
                 f"surrogate must be a target or a target spec, got {self.surrogate!r}"
             )
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.tries < 1:
-            raise ConfigError(f"tries must be at least 1, got {self.tries}")
+        self._at_least(steps=1, tries=1)
         entry = ATTACKS.get(self.attack)
         if entry.family != "evasion" or entry.cls is type(self):
             raise ConfigError(f"transfer crafts with an evasion attack, not {self.attack!r}")

@@ -70,10 +70,7 @@ class UniversalPerturbation(Attack):
         self.rel_stepsize = rel_stepsize
 
     def _check_params(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        self._at_least(steps=1, batch_size=1)
         if self.rel_stepsize <= 0:
             raise ConfigError(f"rel_stepsize must be positive, got {self.rel_stepsize}")
 

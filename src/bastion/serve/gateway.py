@@ -319,19 +319,7 @@ class Gateway:
             log_event("model-error", logging.ERROR, request_id=rid, error=type(exc).__name__)
             answer = Answer(500, {"detail": "the model failed to answer"}, decision="error")
             record.detail = f"{type(exc).__name__}: {exc}"
-        record.status = answer.status
-        record.decision = answer.decision
-        record.latency_ms = (time.perf_counter() - start) * 1000
-        try:
-            self.audit.append(record)
-        except AuditUnavailable:
-            answer = Answer(
-                503,
-                {"detail": "the gateway cannot record requests right now; retry later"},
-                {"Retry-After": "1"},
-                "audit-unavailable",
-                answer.key,
-            )
+        answer = self._recorded(record, answer, start)
         elapsed = time.perf_counter() - start
         self.metrics.requests.labels("predict", str(answer.status), answer.decision).inc()
         self.metrics.latency.observe(elapsed)
@@ -463,19 +451,26 @@ class Gateway:
                 headers["Retry-After"] = str(denied.retry_after)
             answer = Answer(denied.status, {"detail": str(denied)}, headers, denied.decision)
             record.detail = str(denied)
+        answer = self._recorded(record, answer, start)
+        self.metrics.requests.labels("feedback", str(answer.status), answer.decision).inc()
+        answer.headers["X-Request-ID"] = rid
+        return answer
+
+    def _recorded(self, record: AuditRecord, answer: Answer, start: float) -> Answer:
+        """``answer`` once ``record`` (with its outcome) is in the audit log; a 503 in its
+        place when the log cannot take it: nothing is acknowledged unrecorded."""
         record.status, record.decision = answer.status, answer.decision
         record.latency_ms = (time.perf_counter() - start) * 1000
         try:
             self.audit.append(record)
         except AuditUnavailable:
-            answer = Answer(
+            return Answer(
                 503,
                 {"detail": "the gateway cannot record requests right now; retry later"},
                 {"Retry-After": "1"},
                 "audit-unavailable",
+                answer.key,
             )
-        self.metrics.requests.labels("feedback", str(answer.status), answer.decision).inc()
-        answer.headers["X-Request-ID"] = rid
         return answer
 
     def _label(self, key: ApiKey, request_id: str, labels: list[int]) -> str:

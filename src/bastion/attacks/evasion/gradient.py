@@ -143,45 +143,38 @@ class GradientAttack(Attack):
         Without ``judge`` the goal is not checked (all False), saving a pass over the scores."""
         if self.eot_samples == 1:
             # the common case, kept as lean as a hand-written loop
-            point = x_adv.detach().requires_grad_(True)
-            scores = target(point)
-            logits = scores
-            if target.output_kind is OutputKind.PROBABILITIES:
-                logits = scores.clamp_min(1e-30).log()
-            value = self.objective(logits, y, threat, towards)
-            (grad,) = torch.autograd.grad(value.sum(), point)
+            value, grad, scores = self._one_pass(target, x_adv, y, threat, towards)
             if judge:
-                return value.detach(), grad, threat.goal.is_success(scores.detach(), y)
-            return value.detach(), grad, _NONE_REACHED.expand(len(y))
-        value_sum: torch.Tensor | None = None
-        grad_sum: torch.Tensor | None = None
-        hit: torch.Tensor | None = None
-        for _ in range(self.eot_samples):
-            point = x_adv.detach().requires_grad_(True)
-            scores = target(point)
-            logits = scores
-            if target.output_kind is OutputKind.PROBABILITIES:
-                logits = scores.clamp_min(1e-30).log()
-            value = self.objective(logits, y, threat, towards)
-            (grad,) = torch.autograd.grad(value.sum(), point)
-            reached = (
-                threat.goal.is_success(scores.detach(), y)
-                if judge
-                else torch.zeros(len(y), dtype=torch.bool, device=y.device)
-            )
-            if value_sum is None or grad_sum is None or hit is None:
-                value_sum, grad_sum, hit = value.detach(), grad, reached
-            else:
-                value_sum, grad_sum, hit = (
-                    value_sum + value.detach(),
-                    grad_sum + grad,
-                    hit & reached,
-                )
-        assert value_sum is not None and grad_sum is not None and hit is not None
-        if self.eot_samples == 1:
-            return value_sum, grad_sum, hit
+                return value, grad, threat.goal.is_success(scores, y)
+            return value, grad, _NONE_REACHED.expand(len(y))
+        value_sum, grad_sum, scores = self._one_pass(target, x_adv, y, threat, towards)
+        hit = threat.goal.is_success(scores, y)
+        for _ in range(self.eot_samples - 1):
+            value, grad, scores = self._one_pass(target, x_adv, y, threat, towards)
+            value_sum, grad_sum = value_sum + value, grad_sum + grad
+            hit = hit & threat.goal.is_success(scores, y)
+        if not judge:
+            hit = torch.zeros_like(hit)
         k = float(self.eot_samples)
         return value_sum / k, grad_sum / k, hit
+
+    def _one_pass(
+        self,
+        target: Target,
+        x_adv: torch.Tensor,
+        y: torch.Tensor,
+        threat: Threat,
+        towards: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward and backward pass: the objective, its gradient, the raw scores."""
+        point = x_adv.detach().requires_grad_(True)
+        scores = target(point)
+        logits = scores
+        if target.output_kind is OutputKind.PROBABILITIES:
+            logits = scores.clamp_min(1e-30).log()
+        value = self.objective(logits, y, threat, towards)
+        (grad,) = torch.autograd.grad(value.sum(), point)
+        return value.detach(), grad, scores.detach()
 
     @staticmethod
     def free_gradient(

@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from bastion.attacks.base import Configurable
 from bastion.core.errors import ConfigError, DataError
-from bastion.core.registry import ATTACKS, Entry, config_model
 from bastion.core.targets.base import Target
 from bastion.data import Dataset
 
@@ -69,7 +69,7 @@ class PoisonedData:
         return replace(data, name=f"{data.name}+{self.attack}", x_train=self.x, y_train=self.y)
 
 
-class PoisoningAttack:
+class PoisoningAttack(Configurable):
     """Base class of every poisoning attack.
 
     Subclasses set :attr:`goal`, implement :meth:`_poison` and, for backdoors and targeted
@@ -78,23 +78,8 @@ class PoisoningAttack:
     :meth:`poison` takes ``count`` to set it in samples instead (the susceptibility curve).
     """
 
-    registry_name: ClassVar[str]
     goal: ClassVar[Goal]
     rate: float
-
-    def get_params(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in config_model(type(self)).model_fields}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
-    @property
-    def entry(self) -> Entry:
-        name = getattr(type(self), "registry_name", None)
-        if name is None or name not in ATTACKS or ATTACKS.get(name).cls is not type(self):
-            raise ConfigError(f"{type(self).__name__} is not a registered attack")
-        return ATTACKS.get(name)
 
     def _check_params(self) -> None:
         if not 0 < self.rate < 1:

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from bastion.cli import catalog as _catalog_cli
 from bastion.cli import data as _data_cli
+from bastion.cli import harden as _harden_cli
 from bastion.cli import incident as _incident_cli
 from bastion.cli import patch as _patch
 from bastion.cli import scan as _scan
@@ -31,6 +32,7 @@ console = Console(emoji=False)
 
 app.command("scan")(_scan.scan)
 app.command("patch")(_patch.patch)
+app.command("harden")(_harden_cli.harden)
 app.add_typer(_catalog_cli.app, name="catalog")
 app.add_typer(_threats_cli.app, name="threats")
 app.add_typer(_data_cli.app, name="data")

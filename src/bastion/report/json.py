@@ -115,6 +115,13 @@ def to_dict(report: Report) -> dict[str, Any]:
         "techniques": [{"id": t, "name": catalog_name("technique", t)} for t in techniques],
         "mitigations": [{"id": m, "name": catalog_name("mitigation", m)} for m in mitigations],
         "warnings": report.warnings,
+        # a hardening report also sets its before and after side by side at the top level
+        **{
+            side: _plain(a.details[side])
+            for a in report.assessments[:1]
+            if a.family == "hardening"
+            for side in ("before", "after")
+        },
     }
 
 

@@ -1,7 +1,23 @@
-"""Trainers that return a new model: backdoor removal by fine-pruning, or by retraining on
-data a data defence has screened."""
+"""Trainers that return a new model: adversarial training (PGD, TRADES, fast FGSM),
+defensive distillation, and backdoor removal by fine-pruning or by retraining on data a data
+defence has screened."""
 
+from bastion.defences.training.adversarial import (
+    AdversarialTraining,
+    FastAdversarialTraining,
+    PGDTraining,
+    Trades,
+)
+from bastion.defences.training.distillation import DefensiveDistillation
 from bastion.defences.training.fine_pruning import FinePruning
 from bastion.defences.training.retrain import FilterRetrain
 
-__all__ = ["FilterRetrain", "FinePruning"]
+__all__ = [
+    "AdversarialTraining",
+    "DefensiveDistillation",
+    "FastAdversarialTraining",
+    "FilterRetrain",
+    "FinePruning",
+    "PGDTraining",
+    "Trades",
+]

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from tests.helpers import run
 
 from bastion.assess.hardening import assess_hardening, measure, plan_recipe
 from bastion.attacks.evasion.pgd import PGD
@@ -23,6 +22,8 @@ from bastion.defences.training import (
     Trades,
 )
 from bastion.defences.training.adversarial import _Checkpoint
+
+from helpers import run
 
 EPS = 0.1
 
@@ -245,3 +246,13 @@ def test_harden_command_refuses_bad_input(capsys: pytest.CaptureFixture[str], de
     assert code == 2 and "--preset" in err
     code, _, err = run(capsys, "harden", "--method", "pgd-at:epochs=zero")
     assert code == 2 and "epochs" in err
+
+
+def test_the_docs_example_runs(demo: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "hardening.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    exec(compile(block, "docs/hardening.md", "exec"), {})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(re.match(r"\d \d+% clean \d+% robust", ln) for ln in lines)

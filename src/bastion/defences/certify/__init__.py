@@ -15,6 +15,7 @@ from bastion.defences.certify.smoothing import (
     certified_accuracy,
     clopper_pearson_lower,
     max_certifiable_radius,
+    predict_from_counts,
 )
 from bastion.defences.certify.training import GaussianAugmentation
 
@@ -26,4 +27,5 @@ __all__ = [
     "certified_accuracy",
     "clopper_pearson_lower",
     "max_certifiable_radius",
+    "predict_from_counts",
 ]

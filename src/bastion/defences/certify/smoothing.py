@@ -35,6 +35,7 @@ __all__ = [
     "certified_accuracy",
     "clopper_pearson_lower",
     "max_certifiable_radius",
+    "predict_from_counts",
 ]
 
 #: the label :meth:`SmoothedClassifier.predict` and :meth:`~SmoothedClassifier.certify` give
@@ -61,8 +62,9 @@ def clopper_pearson_lower(successes: np.ndarray | int, trials: int, alpha: float
 
 
 def max_certifiable_radius(sigma: float, n: int, alpha: float) -> float:
-    """The largest radius any input can be certified at with ``n`` samples at level ``alpha``:
-    every sample voting for the class gives ``pA_lower = alpha ** (1 / n)``."""
+    """The largest radius any input can be certified at with ``n`` samples at level ``alpha``,
+    for noise of standard deviation ``sigma`` (the radius is in its units): every sample
+    voting for the class gives ``pA_lower = alpha ** (1 / n)``."""
     from scipy.stats import norm
 
     return float(sigma * norm.ppf(alpha ** (1.0 / n)))
@@ -88,7 +90,7 @@ def certified_accuracy(
     return ((r[None, :] >= g[:, None]) & ok[None, :]).mean(axis=1)  # type: ignore[no-any-return]
 
 
-def _predict_from_counts(counts: torch.Tensor, alpha: float) -> torch.Tensor:
+def predict_from_counts(counts: torch.Tensor, alpha: float) -> torch.Tensor:
     """Cohen's PREDICT on vote counts: the top class where a two-sided binomial test tells it
     from the runner-up at level ``alpha``, else :data:`ABSTAIN`."""
     from scipy.stats import binomtest
@@ -291,7 +293,7 @@ class SmoothedClassifier(Target):
         _check_alpha(alpha)
         self._charge(int(x.shape[0]))
         counts = self.sample_counts(x, n, batch_size=batch_size, seed=seed)
-        return _predict_from_counts(counts, alpha).to(x.device)
+        return predict_from_counts(counts, alpha).to(x.device)
 
     def certify(
         self,

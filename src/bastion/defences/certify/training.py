@@ -51,7 +51,7 @@ class GaussianAugmentation(Trainer):
 
     Args:
         sigma: noise level relative to the input range (0.25).
-        epochs: training epochs (10).
+        epochs: training epochs (20).
         lr: Adam's learning rate (1e-3).
         batch_size: batch size (64).
         seed: seeds the noise, the batch order, and the weights when re-initialized (0).
@@ -74,7 +74,7 @@ class GaussianAugmentation(Trainer):
         self,
         *,
         sigma: float = 0.25,
-        epochs: int = 10,
+        epochs: int = 20,
         lr: float = 1e-3,
         batch_size: int = 64,
         seed: int = 0,

@@ -16,7 +16,7 @@ from scipy.stats import beta, binom, norm
 from torch import nn
 
 from bastion.assess.certification import assess_certification
-from bastion.core.errors import AccessError, ConfigError
+from bastion.core.errors import AccessError, ConfigError, DataError
 from bastion.core.registry import DEFENCES
 from bastion.core.targets import TorchTarget
 from bastion.core.threat import Access, OutputKind
@@ -164,6 +164,9 @@ def test_same_seed_same_certificate_and_queries_counted() -> None:
     assert torch.equal(first.counts, again.counts) and torch.equal(first.radius, again.radius)
     # each input counts once at the smoothed classifier, once per noise sample at the base
     assert smoothed.queries == 6 and base.queries == 2 * 3 * 320
+    with pytest.raises(DataError):
+        smoothed.certify(torch.zeros(2, 3), n0=5, n=5)  # the base model rejects the shape
+    assert smoothed.queries == 6
     a = SmoothedClassifier(base, SIGMA, seed=4).predict(x)
     b = SmoothedClassifier(base, SIGMA, seed=4).predict(x)
     assert torch.equal(a, b)
@@ -250,7 +253,7 @@ def test_noise_training_beats_the_plain_model_under_noise(demo: Any) -> None:
 
 
 # ------------------------------------------------------------------------- the assessment
-def test_assessment_reports_certified_accuracy_and_a_curve() -> None:
+def test_assessment_reports_certified_accuracy_and_a_curve(tmp_path: Path) -> None:
     from bastion.core.assessment import Report
     from bastion.report import load_schema, to_dict
 
@@ -276,12 +279,17 @@ def test_assessment_reports_certified_accuracy_and_a_curve() -> None:
     series = curve.data["series"][0]
     assert series["y"][0] == pytest.approx(4 / 6) and series["y"] == sorted(series["y"])[::-1]
     assert len(result.records) == 6 and result.records[0]["prediction"] == ABSTAIN
-    # it renders as a report that validates against the schema
+    # it renders as a report that validates against the schema, and in every format
     import jsonschema
+
+    from bastion.report import write_report
 
     document = to_dict(Report([result]))
     jsonschema.validate(document, load_schema())
     json.dumps(document)
+    written = write_report(Report([result]), tmp_path, ["json", "html", "md", "sarif"])
+    assert len(written) == 4
+    assert "Certified accuracy against L2 radius" in (tmp_path / "report.html").read_text()
 
 
 # ------------------------------------------------------------------------- the docs

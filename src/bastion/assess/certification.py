@@ -20,6 +20,7 @@ from bastion.assess.stats import wilson_interval
 from bastion.core.assessment import Artifact, Assessment, Metric
 from bastion.core.errors import ConfigError, DataError
 from bastion.defences.certify.smoothing import (
+    ABSTAIN,
     SmoothedClassifier,
     certified_accuracy,
     max_certifiable_radius,
@@ -63,11 +64,10 @@ def assess_certification(
     if grid.size == 0 or not np.all(np.isfinite(grid)) or (grid < 0).any():
         raise ConfigError(f"radii must be finite and at least 0, got {list(radii)}")
     grid = np.unique(grid)
-    xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    yt = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y).long().cpu()
+    xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, dtype=np.float32))
+    yt = (y if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y))).long().cpu()
     if len(xt) == 0:
         raise DataError("nothing to certify: no inputs")
-    xt = xt.to(torch.float32) if not torch.is_floating_point(xt) else xt
     smoothed.check_inputs(xt, yt)
     started = time.perf_counter()
     cert = smoothed.certify(xt, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed)
@@ -114,7 +114,7 @@ def assess_certification(
     )
     for procedure, abstained in (
         ("certify", int(cert.abstained.sum())),
-        ("predict", int((predicted == -1).sum())),
+        ("predict", int((predicted == ABSTAIN).sum())),
     ):
         metrics.append(
             Metric(

@@ -138,7 +138,10 @@ class Certificate:
 
     def correct(self, y: torch.Tensor | np.ndarray) -> torch.Tensor:
         """(N,) True where the certified class is the label (never where it abstained)."""
-        return self.prediction == torch.as_tensor(np.asarray(y), dtype=torch.long)
+        labels = (
+            y.detach().cpu() if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y))
+        )
+        return self.prediction == labels.long()
 
     def certified_accuracy(
         self, y: torch.Tensor | np.ndarray, grid: Sequence[float] | np.ndarray
@@ -238,6 +241,16 @@ class SmoothedClassifier(Target):
         with self.base.inference_mode():
             yield
 
+    @contextlib.contextmanager
+    def _charged(self, n: int) -> Iterator[None]:
+        """Count ``n`` answered inputs; given back if answering them fails."""
+        self._charge(n)
+        try:
+            yield
+        except BaseException:
+            self._refund(n)
+            raise
+
     # ----------------------------------------------------------------- sampling
     def _generator_for(self, seed: int | None) -> torch.Generator:
         return self._generator if seed is None else torch.Generator().manual_seed(seed)
@@ -291,8 +304,8 @@ class SmoothedClassifier(Target):
         alpha = self.alpha if alpha is None else alpha
         _check_samples("n", n)
         _check_alpha(alpha)
-        self._charge(int(x.shape[0]))
-        counts = self.sample_counts(x, n, batch_size=batch_size, seed=seed)
+        with self._charged(int(x.shape[0])):
+            counts = self.sample_counts(x, n, batch_size=batch_size, seed=seed)
         return predict_from_counts(counts, alpha).to(x.device)
 
     def certify(
@@ -322,11 +335,11 @@ class SmoothedClassifier(Target):
         _check_alpha(alpha)
         started = time.perf_counter()
         before = self.base.queries
-        self._charge(int(x.shape[0]))
         gen = self._generator_for(seed)
-        # the class is chosen on samples independent of those that bound its probability
-        guess = self.sample_counts(x, n0, batch_size=batch_size, generator=gen).argmax(dim=1)
-        counts = self.sample_counts(x, n, batch_size=batch_size, generator=gen)
+        with self._charged(int(x.shape[0])):
+            # the class is chosen on samples independent of those that bound its probability
+            guess = self.sample_counts(x, n0, batch_size=batch_size, generator=gen).argmax(dim=1)
+            counts = self.sample_counts(x, n, batch_size=batch_size, generator=gen)
         top = counts.gather(1, guess[:, None]).squeeze(1).numpy()
         pa = clopper_pearson_lower(top, n, alpha)
         certified = pa >= 0.5

@@ -235,11 +235,12 @@ def test_noise_training_beats_the_plain_model_under_noise(demo: Any) -> None:
     target, data = demo
     before = {k: v.clone() for k, v in target.model.state_dict().items()}
     steps: list[tuple[int, int]] = []
-    smoothed = GaussianAugmentation(sigma=0.5, epochs=4, seed=0).fit(
-        target, data, progress=lambda i, n: steps.append((i, n))
-    )
+    trainer = GaussianAugmentation(sigma=0.5, epochs=4, seed=0)
+    smoothed = trainer.fit(target, data, progress=lambda i, n, record: steps.append((i, n)))
     assert isinstance(smoothed, SmoothedClassifier) and smoothed.sigma == 0.5
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [r["epoch"] for r in trainer.history_] == [1, 2, 3, 4]
+    assert trainer.history_[-1]["loss"] < trainer.history_[0]["loss"]
     trained = smoothed.base
     assert trained.model is not target.model and not trained.model.training
     x, y = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +21,7 @@ from bastion.defences.training._common import like, split_data, torch_module
 
 __all__ = ["GaussianAugmentation"]
 
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[[int, int, dict[str, Any]], None]
 
 
 @register_defence(
@@ -60,7 +62,8 @@ class GaussianAugmentation(Trainer):
 
     ``fit(target, (x, y))`` (or a :class:`~bastion.data.Dataset`, its training split)
     returns a :class:`SmoothedClassifier` at the same ``sigma`` around the noise-trained
-    model, which is ``base_`` (the input's model is not changed). Certify with
+    model, which is ``base_`` (the input's model is not changed); ``history_`` has a record
+    per epoch, ``seconds_`` the training time. Certify with
     :meth:`SmoothedClassifier.certify`, or report with
     :func:`bastion.assess.certification.assess_certification`.
 
@@ -98,11 +101,27 @@ class GaussianAugmentation(Trainer):
             raise ConfigError(f"smoothing lr must be positive, got {self.lr}")
 
     def fit(
-        self, target: Target, data: Any, progress: ProgressFn | None = None
+        self,
+        target: Target,
+        data: Any,
+        *,
+        progress: ProgressFn | None = None,
+        checkpoint: str | Path | None = None,
     ) -> SmoothedClassifier:
-        """Train a copy of ``target``'s model under noise; ``progress(epoch, epochs)`` is
-        called after each epoch."""
+        """Train a copy of ``target``'s model under noise and return it smoothed.
+
+        Args:
+            target: a PyTorch target; its architecture, bounds and normalization are kept.
+            data: ``(x, y)`` arrays or a :class:`~bastion.data.Dataset` (its training split).
+            progress: called after every epoch with ``(epoch, epochs, record)``; the record
+                (also kept in ``history_``) has the epoch's loss and training accuracy on
+                the noisy inputs, and its seconds.
+            checkpoint: accepted for the call the adversarial trainers share, and unused:
+                training under noise costs what plain training does (seconds on the demos).
+        """
+        del checkpoint
         self._check_params()
+        started = time.perf_counter()
         module = copy.deepcopy(torch_module(target))
         assert isinstance(target, TorchTarget)  # torch_module() checked it
         x, y = split_data(data)
@@ -120,6 +139,7 @@ class GaussianAugmentation(Trainer):
                         reset()
             self._train(work, module, xt, yt, scale, progress)
         self.base_ = work
+        self.seconds_ = time.perf_counter() - started
         return SmoothedClassifier(work, self.sigma, seed=self.seed, name=f"{target.name}+smoothing")
 
     def _train(
@@ -134,9 +154,12 @@ class GaussianAugmentation(Trainer):
         gen = torch.Generator().manual_seed(self.seed)
         opt = torch.optim.Adam(module.parameters(), lr=self.lr)
         loss_fn = nn.CrossEntropyLoss()
+        self.history_: list[dict[str, Any]] = []
         module.train()
         try:
             for epoch in range(self.epochs):
+                began = time.perf_counter()
+                total, hits = 0.0, 0
                 order = torch.randperm(len(x), generator=gen).to(x.device)
                 for start in range(0, len(x), self.batch_size):
                     idx = order[start : start + self.batch_size]
@@ -144,9 +167,19 @@ class GaussianAugmentation(Trainer):
                     opt.zero_grad()
                     # through the target's own preprocessing, as the smoothed classifier asks it
                     out = work._forward(x[idx] + scale * noise.to(x.device, x.dtype))
-                    loss_fn(out, y[idx]).backward()
+                    loss = loss_fn(out, y[idx])
+                    loss.backward()
                     opt.step()
+                    total += float(loss.detach()) * len(idx)
+                    hits += int((out.argmax(dim=1) == y[idx]).sum())
+                record: dict[str, Any] = {
+                    "epoch": epoch + 1,
+                    "loss": total / len(x),
+                    "train_accuracy": hits / len(x),
+                    "seconds": time.perf_counter() - began,
+                }
+                self.history_.append(record)
                 if progress is not None:
-                    progress(epoch + 1, self.epochs)
+                    progress(epoch + 1, self.epochs, record)
         finally:
             module.eval()

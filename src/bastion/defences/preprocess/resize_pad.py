@@ -15,6 +15,9 @@ from bastion.defences.preprocess._image import require_images
 
 __all__ = ["ResizePad"]
 
+# guards the creation of a seeded transform's generator when threads share the transform
+_LOCK = threading.Lock()
+
 
 @register_defence(
     "resize-pad",
@@ -118,6 +121,3 @@ class ResizePad(Preprocessor):
     def __call__(self, x: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
         # one draw, differentiated directly: the transform is its own approximation
         return self.transform(x, bounds)
-
-
-_LOCK = threading.Lock()

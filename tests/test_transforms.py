@@ -164,6 +164,11 @@ def test_bpda_off_keeps_the_answers_and_exposes_the_masked_gradient(
     point = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(adaptive(point).logsumexp(1).sum(), point)
     assert float(grad.abs().max()) > 0
+    # an ensemble's defended members are turned naive too; plain targets stay as they are
+    ensemble = naive_target(EnsembleTarget([cnn, adaptive]))
+    assert isinstance(ensemble, EnsembleTarget) and ensemble.members[0] is cnn
+    assert not ensemble.members[1].bpda  # type: ignore[attr-defined]
+    assert naive_target(cnn) is cnn
 
 
 def test_plain_pgd_overstates_bit_depth_and_the_evaluation_does_not(

@@ -10,7 +10,8 @@ Five kinds, by where they act:
 - :class:`Sanitizer`: filters a dataset (poison removal).
 
 A :class:`DefendedTarget` (a target plus its pre- and postprocessors) is itself a target, so
-every attack and the whole scan run against it unchanged.
+every attack and the whole scan run against it unchanged; so is an :class:`EnsembleTarget`
+(several models, or one model behind several transforms, answering together).
 """
 
 from bastion.defences.base import (
@@ -23,12 +24,14 @@ from bastion.defences.base import (
     create_defence,
     parse_defence,
 )
+from bastion.defences.ensemble import EnsembleTarget
 from bastion.defences.target import DefendedTarget
 
 __all__ = [
     "Defence",
     "DefendedTarget",
     "Detector",
+    "EnsembleTarget",
     "Postprocessor",
     "Preprocessor",
     "Sanitizer",

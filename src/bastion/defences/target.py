@@ -25,6 +25,12 @@ class DefendedTarget(Target):
     A postprocessor hardens the answers a deployed model gives, so with one the target is a
     black box: score-based, or label-only when the outputs become labels.
 
+    With ``bpda=False`` gradients flow through each preprocessor's real transform instead
+    (zero almost everywhere through a rounding, sparse through a median): the defended model
+    as a naive attacker sees it, for showing how far plain gradient attacks overstate a
+    transform's robustness (:func:`bastion.assess.naive_vs_adaptive`). The forward pass, and
+    so every answer, is the same either way.
+
     Queries are counted here, once per input, whatever the defences do.
 
     Example:
@@ -33,7 +39,12 @@ class DefendedTarget(Target):
     """
 
     def __init__(
-        self, inner: Target, defences: Sequence[Defence], *, name: str | None = None
+        self,
+        inner: Target,
+        defences: Sequence[Defence],
+        *,
+        name: str | None = None,
+        bpda: bool = True,
     ) -> None:
         pre = [d for d in defences if isinstance(d, Preprocessor)]
         post = [d for d in defences if isinstance(d, Postprocessor)]
@@ -54,6 +65,7 @@ class DefendedTarget(Target):
             name=name or (f"{inner.name} [{shown}]" if shown else inner.name),
         )
         self.inner = inner
+        self.bpda = bpda
         self.preprocessors = pre
         self.postprocessors = post
         kind = inner.output_kind
@@ -78,7 +90,7 @@ class DefendedTarget(Target):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         for pre in self.preprocessors:
-            x = pre(x, self.bounds)
+            x = pre(x, self.bounds) if self.bpda else pre.transform(x, self.bounds)
         out = self.inner._forward(x)
         kind = self.inner.output_kind
         for post in self.postprocessors:
@@ -90,4 +102,6 @@ class DefendedTarget(Target):
         out = super().describe()
         out["defences"] = [d.describe() for d in (*self.preprocessors, *self.postprocessors)]
         out["inner"] = self.inner.describe()
+        if not self.bpda:
+            out["bpda"] = False
         return out

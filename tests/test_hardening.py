@@ -256,3 +256,57 @@ def test_the_docs_example_runs(demo: Any, capsys: pytest.CaptureFixture[str]) ->
     exec(compile(block, "docs/hardening.md", "exec"), {})
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all(re.match(r"\d \d+% clean \d+% robust", ln) for ln in lines)
+
+
+def test_harden_an_input_transformation_reports_masking(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, demo: Any
+) -> None:
+    out = tmp_path / "squeezed"
+    code, stdout, _ = run(
+        capsys,
+        "harden",
+        "--method",
+        "squeeze:bits=1",
+        "--eps",
+        "0.2",
+        "--samples",
+        "48",
+        "--preset",
+        "quick",
+        "--out",
+        str(out),
+        "--format",
+        "json",
+    )
+    assert code == 0, stdout
+    report = json.loads((out / "report.json").read_text())
+    after = report["after"]
+    # rounding to one bit stops PGD through the real transform, not the adaptive evaluation
+    assert after["plain_pgd_accuracy"]["0.2"] - after["robust_accuracy"]["0.2"] >= 0.2
+    assert any("masks gradients" in f["title"] for f in report["findings"])
+    info = json.loads((out / "model.json").read_text())
+    assert info["defences"] == ["squeeze:bits=1"]
+
+
+def test_harden_with_randomized_smoothing_certifies(demo: Any) -> None:
+    from bastion.assess.hardening import harden
+    from bastion.defences.certify import SmoothedClassifier
+
+    target, data = demo
+    result = harden(
+        target,
+        data,
+        "smoothing:epochs=1",
+        epsilons=(0.5,),
+        norm="l2",
+        preset="quick",
+        samples=16,
+    )
+    assert isinstance(result.target, SmoothedClassifier)
+    certified = {
+        m.at["radius"]: m.value for m in result.assessment.metrics if m.name == "certified_accuracy"
+    }
+    assert certified[0.0] >= certified[0.5] >= certified[1.0]
+    assert certified[0.0] > 0.5
+    titles = [a.title for a in result.assessment.artifacts]
+    assert "Certified accuracy against L2 radius" in titles

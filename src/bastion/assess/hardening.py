@@ -459,16 +459,25 @@ class Recipe:
         return self.train_seconds + self.eval_seconds
 
     def describe(self) -> str:
-        keys = ("epsilon", "norm", "epochs", "steps", "beta", "temperature", "sigma")
+        keys: tuple[str, ...] = (
+            "epsilon",
+            "norm",
+            "epochs",
+            "steps",
+            "beta",
+            "temperature",
+            "sigma",
+        )
         if self.method in ("fast-at", "distill", "smoothing"):
             keys = tuple(k for k in keys if k != "steps")
         shown = ", ".join(f"{k}={self.params[k]}" for k in keys if k in self.params) or (
             ", ".join(f"{k}={v}" for k, v in self.params.items())
         )
         budget = f" (budget {self.fitted_to / 60:.0f} min)" if self.fitted_to else ""
+        training = f"{_duration(self.train_seconds)} of training and " if self.train_seconds else ""
         return (
-            f"{self.method} ({shown}): about {self.train_seconds / 60:.1f} min of training and "
-            f"{self.eval_seconds / 60:.1f} min of evaluation ({self.preset} preset, "
+            f"{self.method} ({shown}): about {training}"
+            f"{_duration(self.eval_seconds)} of evaluation ({self.preset} preset, "
             f"{self.samples} inputs, eps {', '.join(f'{e:g}' for e in self.epsilons)}){budget}"
         )
 
@@ -476,6 +485,13 @@ class Recipe:
 #: gradients per input and epsilon of each preset's white-box chain, plus plain PGD's
 _GRADS_PER_INPUT = {"quick": 60, "standard": 60, "thorough": 1000}
 _PLAIN_PGD_STEPS = 40
+_EVAL_OVERHEAD = 5.0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 #: forward passes per input of the standard and thorough presets' score-based attack, on the
 #: inputs the white-box attacks leave standing (assumed half)
 _QUERIES_PER_INPUT = {"quick": 0, "standard": 2500, "thorough": 5000}
@@ -495,7 +511,7 @@ def _timing(target: Target, data: Dataset, batch: int) -> tuple[float, float]:
             if grad:
                 xg = x.clone().requires_grad_(True)
                 out = target._forward(xg)
-                out.sum().backward()
+                out.sum().backward()  # type: ignore[no-untyped-call]
                 if model is not None:
                     model.zero_grad(set_to_none=True)
             else:
@@ -535,14 +551,15 @@ def plan_recipe(
         if method not in TRAINED:
             return 0.0
         batches = math.ceil(n_train / bs)
+        epochs = float(p["epochs"])
         if method == "distill":
-            return 2 * p["epochs"] * batches * t_grad
+            return 2 * epochs * batches * t_grad
         if method == "smoothing":
-            return p["epochs"] * batches * t_grad
-        steps = 1 if method == "fast-at" else p["steps"]
+            return epochs * batches * t_grad
+        steps = 1 if method == "fast-at" else int(p["steps"])
         per_batch = (steps + 1 + (1 if method == "trades" else 0)) * t_grad
-        val = p.get("val_fraction", 0.1) * batches * p.get("val_steps", 10) * t_grad
-        return p["epochs"] * (batches * per_batch + val)
+        val = float(p.get("val_fraction", 0.1)) * batches * int(p.get("val_steps", 10)) * t_grad
+        return epochs * (batches * per_batch + val)
 
     def eval_cost(n: int) -> float:
         per = t_grad / bs
@@ -550,7 +567,8 @@ def plan_recipe(
         if method in ("resize-pad",):
             grads *= 8  # EOT
         queries = _QUERIES_PER_INPUT.get(preset, 0) * t_fwd / bs
-        cost = 2 * len(epsilons) * n * (grads * per + queries)
+        # plus the fixed cost of each of the four evaluations (probe, setup, reports)
+        cost = 2 * len(epsilons) * n * (grads * per + queries) + 4 * _EVAL_OVERHEAD
         if method == "smoothing":
             cost += n * (CERTIFY_N0 + CERTIFY_N) * t_fwd / bs
         return cost
@@ -696,10 +714,8 @@ def harden(
         }
     else:
         after = DefendedTarget(target, [defence])
-        try:
-            plain_after = DefendedTarget(target, [defence], bpda=False)  # type: ignore[call-arg]
-        except TypeError:
-            plain_after = None
+        # what a naive attacker sees: gradients through the real transform, no BPDA
+        plain_after = DefendedTarget(target, [defence], bpda=False)
     assessment = assess_hardening(
         target,
         after,

@@ -263,9 +263,17 @@ def _summary(assessment: Any) -> None:
             continue
         key = (m.name, m.at.get("epsilon"))
         by_name.setdefault(key, {})[side] = metric_text(m)[0]
+    for m in assessment.metrics:
+        if m.name == "certified_accuracy":
+            # the smoothed classifier's certificate, after hardening only
+            key = ("certified_accuracy", m.at.get("radius"))
+            by_name[key] = {"after": metric_text(m)[0]}
     for (name, eps), sides in by_name.items():
         label = _LABELS.get(name, name.replace("_", " "))
-        label += f" at eps={eps:g}" if eps is not None else ""
+        if name == "certified_accuracy":
+            label = f"certified accuracy at L2 radius {eps:g}"
+        else:
+            label += f" at eps={eps:g}" if eps is not None else ""
         table.add_row(label, sides.get("before", ""), sides.get("after", ""))
     console.print(table)
     for w in assessment.warnings:

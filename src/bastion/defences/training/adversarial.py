@@ -101,7 +101,8 @@ def _ascend(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
         return grad.sign()
     flat = grad.reshape(len(grad), -1)
     size = flat.norm(dim=1).clamp_min(1e-12).view((-1,) + (1,) * (grad.ndim - 1))
-    return grad / size
+    unit: torch.Tensor = grad / size
+    return unit
 
 
 def pgd(
@@ -286,7 +287,7 @@ class AdversarialTraining(Trainer):
                 module.train()
                 loss, out = self.loss(forward, x, x_adv, y)
                 opt.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 hits += int((out.argmax(1) == y).sum())

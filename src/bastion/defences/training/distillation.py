@@ -155,7 +155,7 @@ class DefensiveDistillation(Trainer):
                 idx = perm[i : i + self.batch_size]
                 loss = loss_fn(module(norm(x[idx])) / self.temperature, idx)
                 opt.zero_grad()
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 opt.step()
                 total += float(loss.detach()) * len(idx)
             tick(stage, total / len(x))

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.assess.adaptive import naive_vs_adaptive
 from bastion.assess.certification import assess_certification
-from bastion.assess.evaluate import evaluate
 from bastion.assess.scan import ScanResult
 from bastion.assess.stats import wilson_interval
 from bastion.core.assessment import Artifact, Assessment, Metric
@@ -95,38 +95,31 @@ def measure(
     preset: str = "standard",
     samples: int = 500,
     seed: int = 0,
-    plain_target: Target | None = None,
     progress: ProgressFn | None = None,
     label: str = "model",
 ) -> Measured:
-    """``target``'s clean accuracy and robust accuracy per epsilon, adaptively and by plain
-    PGD. ``plain_target`` is what the naive attacker sees (a defended target without BPDA,
-    say); by default ``target`` itself."""
+    """``target``'s clean accuracy and robust accuracy per epsilon, by the adaptive
+    evaluation and by plain PGD as a naive attacker runs it (through the real transforms of
+    any preprocessing defence: :func:`~bastion.assess.adaptive.naive_vs_adaptive`)."""
     began = time.perf_counter()
 
-    def tick(stage: str) -> Callable[[str, int, int], None] | None:
-        if progress is None:
-            return None
-        return lambda what, done, total: progress(f"{label}, {stage}: {what}", done, total)
+    def tick(what: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(f"{label}: {what}", done, total)
 
-    adaptive = evaluate(
-        target, data, threat, preset=preset, samples=samples, seed=seed, progress=tick("evaluate")
-    )
-    naive_target = plain_target if plain_target is not None else target
-    naive_target.reset_queries()
-    plain = evaluate(
-        naive_target,
+    both = naive_vs_adaptive(
+        target,
         data,
         threat,
+        preset=preset,
         samples=samples,
         seed=seed,
-        attacks=["pgd"],
-        attack_params={"pgd": {"loss": "ce"}},
-        adaptive=False,
-        progress=tick("plain PGD"),
+        pgd_steps=_PLAIN_PGD_STEPS,
+        undefended=False,
+        progress=tick,
     )
-    # the adaptive evaluation's worst case covers what plain PGD found: the figure reported
-    # is the lower of the two per epsilon (the chain differs, so either may fool more)
+    adaptive, plain = both.adaptive, both.naive
+    # the figure reported is the worst case of the two per epsilon (their chains differ)
     robust = {}
     for eps, (hits, total) in _counts(adaptive).items():
         p_hits, _ = _counts(plain)[eps]
@@ -166,7 +159,6 @@ def assess_hardening(
     samples: int = 500,
     seed: int = 0,
     training: dict[str, Any] | None = None,
-    plain_after: Target | None = None,
     extra_metrics: Sequence[Metric] = (),
     extra_artifacts: Sequence[Artifact] = (),
     progress: ProgressFn | None = None,
@@ -176,14 +168,13 @@ def assess_hardening(
     same inputs with the same evaluation, side by side.
 
     ``training`` describes what was trained (its ``seconds``, ``history``, parameters);
-    ``plain_after`` is what a naive attacker of ``after`` sees (see :func:`measure`);
     ``extra_metrics`` and ``extra_artifacts`` carry a method's own figures (certified accuracy,
     say). ``measured_before`` reuses a measurement of ``before`` (the same samples and seed).
     """
     began = time.perf_counter()
     kw: dict[str, Any] = {"preset": preset, "samples": samples, "seed": seed, "progress": progress}
     b = measured_before or measure(before, data, threat, label="before", **kw)
-    a = measure(after, data, threat, plain_target=plain_after, label="after", **kw)
+    a = measure(after, data, threat, label="after", **kw)
     eps_list = sorted(b.robust)
     metrics: list[Metric] = []
     for side, m in (("before", b), ("after", a)):
@@ -676,7 +667,6 @@ def harden(
     if callable(check):
         check()
     training: dict[str, Any] | None = None
-    plain_after: Target | None = None
     smoothed: Any = None
     extra_metrics: list[Metric] = []
     extra_artifacts: list[Artifact] = []
@@ -714,8 +704,6 @@ def harden(
         }
     else:
         after = DefendedTarget(target, [defence])
-        # what a naive attacker sees: gradients through the real transform, no BPDA
-        plain_after = DefendedTarget(target, [defence], bpda=False)
     assessment = assess_hardening(
         target,
         after,
@@ -726,7 +714,6 @@ def harden(
         samples=recipe.samples,
         seed=seed,
         training=training,
-        plain_after=plain_after,
         extra_metrics=extra_metrics,
         extra_artifacts=extra_artifacts,
         progress=progress,

@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -150,6 +150,18 @@ class AuditLog:
             query = query.where(AUDIT.c[name] == value)
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def missing(self, request_ids: Iterable[str]) -> set[str]:
+        """The ``request_ids`` that have no row in the log (for durability checks)."""
+        wanted = set(request_ids)
+        found: set[str] = set()
+        ordered = sorted(wanted)
+        with self.engine.connect() as conn:
+            for i in range(0, len(ordered), 500):
+                chunk = ordered[i : i + 500]
+                query = sa.select(AUDIT.c.request_id).where(AUDIT.c.request_id.in_(chunk))
+                found.update(str(r) for r in conn.execute(query).scalars())
+        return wanted - found
 
     def traffic(self) -> dict[str, dict[str, Any]]:
         """Predict traffic per key: requests, answered, inputs answered, refusals by decision."""

@@ -20,7 +20,7 @@ across the crash.
 
     PYTHONPATH=src python benchmarks/serve_durability.py         # SQLite, 60 s
     python benchmarks/serve_durability.py --kill                 # SIGKILL at 30 s, restart
-    python benchmarks/serve_durability.py --kill --audit-sync normal
+    python benchmarks/serve_durability.py --kill --durability power
     python benchmarks/serve_durability.py --kill \\
         --database postgresql://postgres@127.0.0.1:5432/test
 
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> bool:
                 "database": database,
                 "limits": {"rate": args.rate, "budget": None},
                 "output": ["round:decimals=2"],
-                "audit": {"synchronous": args.audit_sync},
+                "audit": {"durability": args.durability},
             }
         )
     )
@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> bool:
     audit.engine.dispose()
 
     shown = database.split("@")[-1] if "@" in database else database.split(":///")[0]
-    print(f"database {shown}, audit.synchronous {args.audit_sync}, rate limit {args.rate}")
+    print(f"database {shown}, audit.durability {args.durability}, rate limit {args.rate}")
     print(f"{args.clients} clients for {elapsed:.1f} s; gateway start {startup:.1f} s")
     if restart is not None:
         print(f"SIGKILL at {restart[0]:.1f} s; restarted in {restart[1]:.1f} s")
@@ -225,7 +225,12 @@ def main() -> None:
     parser.add_argument(
         "--database", help="audit database URL (default: a fresh SQLite file; or postgresql://)"
     )
-    parser.add_argument("--audit-sync", choices=("full", "normal"), default="full")
+    parser.add_argument(
+        "--durability",
+        choices=("process", "power"),
+        default="process",
+        help="the policy's audit.durability (SQLite): process (default) or power",
+    )
     parser.add_argument("--kill", action="store_true", help="SIGKILL the gateway mid-load")
     parser.add_argument("--kill-at", type=float, default=0.5, help="when, as a fraction")
     args = parser.parse_args()

@@ -279,7 +279,7 @@ def test_strip_in_the_policy_blocks_triggered_inputs_and_passes_clean_ones(
     ((_, strip),) = gateway.detection.input_detectors
     assert strip.target_ is gateway.target and len(strip.pool_) == 250
     _, key = gateway.keys.create("tester")
-    # measured on this seeded trojan: 82% of triggered inputs over the threshold, 4% of clean
+    # measured on this seeded trojan: 32 of the 40 triggered inputs refused, 3 of the 80 clean
     assert _blocked(gateway, key, triggered) >= 0.7 * len(triggered)
     assert _blocked(gateway, key, clean) <= 0.1 * len(clean)
     rows = gateway.audit.rows()

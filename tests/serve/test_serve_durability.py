@@ -47,7 +47,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _kill_mid_load(folder: Path, database: str, synchronous: str = "full") -> dict[str, Any]:
+def _kill_mid_load(folder: Path, database: str, durability: str = "process") -> dict[str, Any]:
     """Serve, load, SIGKILL under load; the acknowledged answers and what the log holds."""
     policy = folder / "policy.yaml"
     policy.write_text(
@@ -55,7 +55,7 @@ def _kill_mid_load(folder: Path, database: str, synchronous: str = "full") -> di
             {
                 "database": database,
                 "limits": {"rate": "40/second", "budget": None},
-                "audit": {"synchronous": synchronous},
+                "audit": {"durability": durability},
             }
         )
     )
@@ -135,13 +135,25 @@ def _check(result: dict[str, Any]) -> None:
     assert result["integrity"] == "ok"
 
 
-@pytest.mark.parametrize("synchronous", ["full", "normal"])
+@pytest.mark.parametrize("durability", ["process", "power"])
 def test_sigkill_mid_load_loses_no_acknowledged_request_sqlite(
-    tmp_path: Path, synchronous: str
+    tmp_path: Path, durability: str
 ) -> None:
-    """WAL with synchronous=NORMAL loses nothing on a process crash either (SQLite's
-    documented guarantee; only a machine crash or power cut can roll a commit back)."""
-    _check(_kill_mid_load(tmp_path, f"sqlite:///{tmp_path / 'audit.db'}", synchronous))
+    """``process`` (WAL, synchronous=NORMAL) loses nothing when the process dies: each commit
+    is in the WAL file, in the OS's hands, before the answer leaves (SQLite's documented
+    guarantee; only an OS crash or a power cut can roll one back, which ``power`` covers)."""
+    _check(_kill_mid_load(tmp_path, f"sqlite:///{tmp_path / 'audit.db'}", durability))
+
+
+@pytest.mark.parametrize(("durability", "level"), [("process", 1), ("power", 2)])
+def test_durability_sets_sqlite_synchronous(tmp_path: Path, durability: str, level: int) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'a.db'}", durability=durability)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level  # NORMAL, FULL
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgres

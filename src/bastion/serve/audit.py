@@ -9,6 +9,7 @@ requests, no lock contention between request threads. The gateway only ever inse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -16,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bastion._extras import require
@@ -58,11 +59,22 @@ class AuditRecord:
     labels: list[int] | None = None
 
     def row(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["verdicts"] = json.dumps(self.verdicts, sort_keys=True)
-        out["detail"] = self.detail[:2000]
-        out["labels"] = None if self.labels is None else json.dumps(self.labels)
-        return out
+        # by hand, not dataclasses.asdict: that deep-copies the verdicts on every request
+        return {
+            "request_id": self.request_id,
+            "endpoint": self.endpoint,
+            "status": self.status,
+            "decision": self.decision,
+            "key_id": self.key_id,
+            "n_inputs": self.n_inputs,
+            "input_digest": self.input_digest,
+            "verdicts": json.dumps(self.verdicts, sort_keys=True) if self.verdicts else "{}",
+            "detail": self.detail[:2000],
+            "client": self.client,
+            "latency_ms": self.latency_ms,
+            "ts": self.ts,
+            "labels": None if self.labels is None else json.dumps(self.labels),
+        }
 
 
 class AuditLog:
@@ -76,6 +88,17 @@ class AuditLog:
     def __init__(self, engine: sa.Engine, *, timeout: float = 5.0) -> None:
         self.engine = engine
         self.timeout = timeout
+        # the INSERT compiled once for the driver; the writer runs it on a connection it keeps
+        compiled = (
+            AUDIT.insert()
+            .inline()
+            .compile(dialect=engine.dialect, column_keys=[f.name for f in fields(AuditRecord)])
+        )
+        self._sql = str(compiled)
+        self._positions: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
+        self._conn: Any = None
         self._queue: queue.Queue[tuple[dict[str, Any], Future[None]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -116,9 +139,9 @@ class AuditLog:
                     break
                 batch.append(item)
             try:
-                with self.engine.begin() as conn:
-                    conn.execute(AUDIT.insert(), [row for row, _ in batch])
+                self._commit([row for row, _ in batch])
             except Exception as exc:  # any failure of the database: every waiter fails closed
+                self._drop_connection()
                 reason = _first_line(exc)
                 log.error(json.dumps({"event": "audit-unavailable", "error": reason}))
                 for _, done in batch:
@@ -127,12 +150,41 @@ class AuditLog:
                 for _, done in batch:
                     done.set_result(None)
 
+    def _commit(self, rows: list[dict[str, Any]]) -> None:
+        """Insert ``rows`` in one transaction on the writer's own connection.
+
+        The connection is kept between batches (checked once when taken from the pool, not
+        before every commit) and dropped after any failure, so the next batch connects anew.
+        """
+        if self._conn is None:
+            self._conn = self.engine.raw_connection()
+        params: list[Any] = rows
+        if self._positions is not None:
+            params = [tuple(row[name] for name in self._positions) for row in rows]
+        cursor = self._conn.cursor()
+        try:
+            cursor.executemany(self._sql, params)
+        finally:
+            cursor.close()
+        self._conn.commit()
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.invalidate()
+
     def close(self) -> None:
         """Stop the writer after the rows already queued are committed."""
         thread = self._thread
         if thread is not None and thread.is_alive():
             self._queue.put(None)
             thread.join(timeout=self.timeout)
+        if thread is None or not thread.is_alive():
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
 
     def ping(self) -> bool:
         """Whether the database answers now (for readiness)."""

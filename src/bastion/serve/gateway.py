@@ -195,7 +195,7 @@ class Gateway:
         self.engine = (
             engine
             if engine is not None
-            else connect(self.policy.database, synchronous=self.policy.audit.synchronous)
+            else connect(self.policy.database, durability=self.policy.audit.durability)
         )
         self.keys = KeyStore(self.engine, cache_seconds=self.policy.auth.key_cache_seconds)
         self.audit = AuditLog(self.engine, timeout=self.policy.audit.timeout_seconds)

@@ -152,11 +152,12 @@ class InputPolicy(_Strict):
 class AuditPolicy(_Strict):
     """How the audit log is written."""
 
-    synchronous: Literal["full", "normal"] = Field(
-        default="full",
-        description="SQLite only. full: a committed row survives a crash of the machine; "
-        "normal: it survives a crash of the gateway process but maybe not a power cut, and "
-        "commits are faster.",
+    durability: Literal["process", "power"] = Field(
+        default="process",
+        description="SQLite only (PostgreSQL commits durably either way). process: a "
+        "committed row survives a crash or kill of the gateway process (WAL, "
+        "synchronous=NORMAL); power: it also survives an OS crash or a power cut "
+        "(synchronous=FULL: an fsync per commit, about half the throughput).",
     )
     timeout_seconds: float = Field(
         default=5.0,

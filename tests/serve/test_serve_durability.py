@@ -163,3 +163,38 @@ def test_sigkill_mid_load_loses_no_acknowledged_request_postgres(
     pg_schema: str,  # noqa: F811 - the fixture
 ) -> None:
     _check(_kill_mid_load(tmp_path, pg_schema))
+
+
+def _refuses_changes(database: str) -> None:
+    import sqlalchemy as sa
+
+    from bastion.serve import AuditRecord
+    from bastion.serve.store import AUDIT
+
+    engine = connect(database)
+    audit = AuditLog(engine)
+    try:
+        audit.append(AuditRecord("r-1", "predict", 200, "allowed"))
+        statements: list[Any] = [AUDIT.update().values(status=500), AUDIT.delete()]
+        if engine.dialect.name == "postgresql":
+            statements.append(sa.text(f"TRUNCATE {AUDIT.name}"))
+        for statement in statements:
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(statement)
+        connect(database).dispose()  # a second gateway on the same database: no error
+        assert [r["status"] for r in audit.rows()] == [200]
+    finally:
+        audit.close()
+        engine.dispose()
+
+
+def test_the_database_refuses_to_change_audit_rows_sqlite(tmp_path: Path) -> None:
+    _refuses_changes(f"sqlite:///{tmp_path / 'audit.db'}")
+
+
+@pytest.mark.postgres
+@needs_postgres
+def test_the_database_refuses_to_change_audit_rows_postgres(
+    pg_schema: str,  # noqa: F811 - the fixture
+) -> None:
+    _refuses_changes(pg_schema)

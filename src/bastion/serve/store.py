@@ -184,11 +184,68 @@ def connect(url: str, *, connect_timeout: float = 3.0, durability: str = "proces
     try:
         METADATA.create_all(engine)
         _add_missing_columns(engine)
+        _append_only(engine)
     except sa.exc.OperationalError as exc:
         engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
         raise ConfigError(f"cannot open database {shown}: {_first_line(exc)}") from None
     return engine
+
+
+_REFUSAL = "the bastion audit log is append-only"
+
+
+def _append_only(engine: sa.Engine) -> None:
+    """Triggers that make the database refuse to change or delete audit rows.
+
+    A guard against a program (the gateway, a script, a bug) rewriting history, not against
+    the database's owner, who can drop a trigger: keep the audit database's owner apart from
+    the role the gateway connects as where that matters.
+    """
+    table = AUDIT.name
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            for event in ("UPDATE", "DELETE"):
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{event.lower()} BEFORE {event} "
+                    f"ON {table} BEGIN SELECT RAISE(ABORT, '{_REFUSAL}'); END"
+                )
+        return
+    # PostgreSQL: replicas may start together, so create only what is missing and let a
+    # replica that lost the race find it made
+    function = f"{table}_append_only"
+    statements = {
+        function: (
+            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{_REFUSAL}'; END $$"
+        ),
+        f"{table}_no_change": (
+            f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {function}()"
+        ),
+        f"{table}_no_truncate": (
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        ),
+    }
+    for name, ddl in statements.items():
+        exists = (
+            "SELECT 1 FROM pg_proc WHERE proname = %(n)s "
+            "AND pronamespace = current_schema()::regnamespace"
+            if name == function
+            else "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE t.tgname = %(n)s AND c.relnamespace = current_schema()::regnamespace"
+        )
+        with engine.begin() as conn:
+            if conn.exec_driver_sql(exists, {"n": name}).first() is not None:
+                continue
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(ddl)
+        except sa.exc.DBAPIError:
+            with engine.begin() as conn:
+                if conn.exec_driver_sql(exists, {"n": name}).first() is None:
+                    raise
 
 
 def _add_missing_columns(engine: sa.Engine) -> None:

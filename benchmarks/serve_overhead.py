@@ -13,7 +13,7 @@ alternating between the contenders (bare, guarded with ``durability: process``, 
 
 Guarded means: a key checked per request, a rate limit and a budget counted (never reached),
 the body and inputs validated, scores rounded, the audit row committed to SQLite (WAL) before
-each answer.
+each answer, a JSON log line per request (to a file, as ``bastion serve`` writes to stderr).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/serve_overhead.py
     python benchmarks/serve_overhead.py --clients 8 --seconds 10 --rounds 5
@@ -74,6 +74,7 @@ def serve(kind: str, port: int, folder: str, durability: str) -> None:
 
     import bastion
     from bastion.serve import Gateway, create_app, load_policy
+    from bastion.serve.logs import configure_logging
 
     torch.set_num_threads(1)
     target, _ = bastion.load_demo("digits-cnn", device="cpu")
@@ -92,6 +93,7 @@ def serve(kind: str, port: int, folder: str, durability: str) -> None:
         gateway = Gateway(target, policy)
         _, key = gateway.keys.create(f"bench-{port}")
         app = create_app(gateway)
+        configure_logging()  # a JSON line per request on stderr, as bastion serve writes
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
     server = uvicorn.Server(config)
     threading.Thread(target=lambda: _announce(server, key), daemon=True).start()
@@ -183,6 +185,7 @@ def main() -> None:
                 [sys.executable, str(Path(__file__).resolve()), "--serve", kind, "--port",
                  str(port), "--folder", folder, "--durability", durability],
                 stdout=subprocess.PIPE,
+                stderr=(Path(folder) / f"{name}.log").open("w"),
                 text=True,
                 env=env,
             )  # fmt: skip

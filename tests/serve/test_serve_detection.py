@@ -351,3 +351,51 @@ def test_bad_calibration_files_are_one_line_errors(
         policy = {"detectors": [{"detector": "strip", "calibration": str(tmp_path / name)}]}
         with pytest.raises(ConfigError, match=message):
             make_gateway(policy)
+
+
+class Unsure(Detector):
+    """Scores an input by how unsure the model is (the shape of squeeze-detector: its ``fit``
+    takes the served model only)."""
+
+    def fit(self, target: Any) -> Unsure:
+        self.target_ = target
+        return self
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.target_(x).softmax(1).max(dim=1).values
+
+
+class Greedy(Unsure):
+    def fit(self, target: Any, x_pool: Any, x_more: Any) -> Greedy:  # type: ignore[override]
+        return self
+
+
+@pytest.fixture
+def model_detectors() -> Iterator[tuple[str, str]]:
+    register_defence("test-unsure", family="evasion", defence_kind="detector")(Unsure)
+    register_defence("test-greedy", family="evasion", defence_kind="detector")(Greedy)
+    try:
+        yield "test-unsure", "test-greedy"
+    finally:
+        DEFENCES.unregister("test-unsure")
+        DEFENCES.unregister("test-greedy")
+
+
+def test_a_detector_that_fits_on_the_model_gets_the_served_one(
+    make_gateway: MakeGateway, reference: np.ndarray, model_detectors: tuple[str, str]
+) -> None:
+    unsure, greedy = model_detectors
+    gateway = make_gateway(
+        {
+            "output": ["labels"],
+            "detectors": [{"detector": unsure, "action": "log", "fpr": 0.05}],
+        },
+        reference=reference,
+    )
+    ((_, det),) = gateway.detection.input_detectors
+    assert det.target_ is gateway.target  # the model itself, not the label-only answers
+    # the whole reference calibrates (no pool taken): 5% of it over the threshold
+    flagged = det.detect(torch.from_numpy(reference)).float().mean().item()
+    assert 0.02 <= flagged <= 0.06
+    with pytest.raises(ConfigError, match=r"fit\(target\) or fit\(target, x_pool\)"):
+        make_gateway({"detectors": [{"detector": greedy}]}, reference=reference)

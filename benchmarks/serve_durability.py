@@ -115,6 +115,7 @@ class Load:
         self.clients = clients
         self.answered: list[tuple[str, int, str]] = []  # (request id, status, detail)
         self.broken = 0  # requests that got no answer (connection refused or cut)
+        self.without_id: list[tuple[int, str]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -139,9 +140,16 @@ class Load:
                         self.broken += 1
                     time.sleep(0.05)
                     continue
-                detail = r.json().get("detail", "") if r.status_code != 200 else ""
+                rid = r.headers.get("x-request-id")
+                try:
+                    detail = r.json().get("detail", "") if r.status_code != 200 else ""
+                except ValueError:
+                    detail = r.text[:200]
                 with self._lock:
-                    self.answered.append((r.headers["x-request-id"], r.status_code, detail))
+                    if rid is None:  # not an answer of the gateway's (the server's own error)
+                        self.without_id.append((r.status_code, detail))
+                    else:
+                        self.answered.append((rid, r.status_code, detail))
 
 
 def run(args: argparse.Namespace) -> bool:
@@ -207,14 +215,15 @@ def run(args: argparse.Namespace) -> bool:
     print(
         f"acknowledged {len(acknowledged)} ("
         + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items()))
-        + f"); no answer {load.broken}; 503 unrecorded {len(unrecorded)}"
+        + f"); no answer {load.broken}; 503 unrecorded {len(unrecorded)}; "
+        f"answers without a request id {len(load.without_id)}"
     )
     print(
         f"in the audit log: {len(acknowledged) - len(missing)} of {len(acknowledged)}; "
         f"missing {len(missing)}" + (f" ({dict(lost)})" if lost else "")
     )
     print(f"audit rows of the load's key: {rows} (answers cut by the kill may add a few)")
-    return not missing
+    return not missing and not load.without_id
 
 
 def main() -> None:

@@ -198,3 +198,66 @@ def test_the_database_refuses_to_change_audit_rows_postgres(
     pg_schema: str,  # noqa: F811 - the fixture
 ) -> None:
     _refuses_changes(pg_schema)
+
+
+def test_concurrent_rows_share_commits_and_all_land(tmp_path: Path) -> None:
+    from bastion.serve import AuditRecord
+
+    engine = connect(f"sqlite:///{tmp_path / 'audit.db'}", durability="power")
+    audit = AuditLog(engine)
+    commits: list[int] = []
+    real = audit._commit
+
+    def counted(rows: list[dict[str, Any]]) -> None:
+        commits.append(len(rows))
+        real(rows)
+
+    audit._commit = counted  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def writer(t: int) -> None:
+        try:
+            for i in range(40):
+                audit.append(AuditRecord(f"t{t}-{i}", "predict", 200, "allowed"))
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(12)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert audit.count() == sum(commits) == 480
+        assert len(commits) < 480 and max(commits) > 1  # rows waiting were committed together
+        assert audit.missing(f"t{t}-{i}" for t in range(12) for i in range(40)) == set()
+    finally:
+        audit.close()
+        engine.dispose()
+
+
+def test_a_locked_database_fails_closed_within_the_timeout_and_recovers(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bastion.serve import AuditRecord
+    from bastion.serve.audit import AuditUnavailable
+
+    path = tmp_path / "audit.db"
+    engine = connect(f"sqlite:///{path}")
+    audit = AuditLog(engine, timeout=0.5)
+    audit.append(AuditRecord("before", "predict", 200, "allowed"))
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        started = time.monotonic()
+        with pytest.raises(AuditUnavailable):
+            audit.append(AuditRecord("locked", "predict", 200, "allowed"))
+        assert time.monotonic() - started < 2.0
+        other.execute("ROLLBACK")
+        audit.append(AuditRecord("after", "predict", 200, "allowed"))
+        assert audit.missing(["before", "after"]) == set()
+    finally:
+        other.close()
+        audit.close()
+        engine.dispose()

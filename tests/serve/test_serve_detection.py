@@ -211,3 +211,191 @@ def test_bad_detector_settings_are_refused_on_load(spec: dict[str, Any], message
 def test_detectors_needing_a_reference_say_so(make_gateway: MakeGateway) -> None:
     with pytest.raises(ConfigError, match="reference sample"):
         make_gateway({"detectors": [{"detector": "query-stats"}]})
+
+
+# ---------------------------------------------------------------------- STRIP against a trojan
+@pytest.fixture(scope="module")
+def trojan(demo: tuple[Any, Dataset]) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """A CNN trojaned by BadNets (3x3 patch, 10% of the training set, to class 0): the model,
+    the gateway's reference sample, triggered and clean test inputs."""
+    from bastion.assess.poisoning import recipe_fit
+    from bastion.attacks.poisoning import BadNets
+
+    _, data = demo
+    attack = BadNets(rate=0.1, target_class=0, size=3)
+    model = recipe_fit("cnn", epochs=6)(attack.poison(data, seed=0).dataset(data), 0)
+    triggered, _ = attack.test_inputs(data.x_test, data.y_test, data)
+    rng = np.random.default_rng(0)
+    reference = data.x_train[rng.choice(len(data.x_train), 500, replace=False)]
+    assert (model(torch.from_numpy(triggered)).argmax(1) == 0).float().mean() > 0.9
+    return model, reference, triggered[:40], data.x_test[:80]
+
+
+@pytest.fixture
+def trojan_gateway(
+    trojan: tuple[Any, np.ndarray, np.ndarray, np.ndarray], tmp_path: Any
+) -> Iterator[Callable[..., Any]]:
+    """Gateways serving the trojaned model under a policy; closed after the test."""
+    from bastion.serve import Gateway
+
+    made: list[Any] = []
+
+    def make(policy: dict[str, Any], **kwargs: Any) -> Any:
+        raw = {"database": f"sqlite:///{tmp_path / f'g{len(made)}.db'}", **policy}
+        made.append(Gateway(trojan[0], load_policy(raw), **kwargs))
+        return made[-1]
+
+    yield make
+    for gateway in made:
+        gateway.close()
+
+
+def _blocked(gateway: Any, key: str, x: np.ndarray) -> int:
+    """How many of ``x``, one per request, the gateway refused with a 403."""
+    import json
+
+    refused = 0
+    for row in x:
+        answer = gateway.predict(f"Bearer {key}", json.dumps({"inputs": [row.tolist()]}).encode())
+        assert answer.status in (200, 403), answer.body
+        refused += answer.status == 403
+    return refused
+
+
+def test_strip_in_the_policy_blocks_triggered_inputs_and_passes_clean_ones(
+    trojan_gateway: Callable[..., Any], trojan: tuple[Any, np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    _, reference, triggered, clean = trojan
+    gateway = trojan_gateway(
+        {
+            "limits": {"rate": None, "budget": None},
+            "output": ["labels"],  # callers get labels; STRIP still scores the model itself
+            "detectors": [
+                {"detector": "strip", "params": {"overlays": 20}, "action": "block", "fpr": 0.02}
+            ],
+        },
+        reference=reference,
+    )
+    ((_, strip),) = gateway.detection.input_detectors
+    assert strip.target_ is gateway.target and len(strip.pool_) == 250
+    _, key = gateway.keys.create("tester")
+    # measured on this seeded trojan: 32 of the 40 triggered inputs refused, 3 of the 80 clean
+    assert _blocked(gateway, key, triggered) >= 0.7 * len(triggered)
+    assert _blocked(gateway, key, clean) <= 0.1 * len(clean)
+    rows = gateway.audit.rows()
+    blocked = [r for r in rows if r["decision"] == "blocked"]
+    assert blocked and all(r["verdicts"]["strip"] == {"flagged": 1} for r in blocked)
+    assert all(r["verdicts"]["strip"] == {"flagged": 0} for r in rows if r["status"] == 200)
+    (incident,) = gateway.incidents.list()
+    assert "AML.T0018" in incident.techniques
+
+
+def test_a_detector_calibrates_on_a_file_and_flags_without_refusing(
+    trojan_gateway: Callable[..., Any],
+    trojan: tuple[Any, np.ndarray, np.ndarray, np.ndarray],
+    tmp_path: Any,
+) -> None:
+    _, reference, triggered, _ = trojan
+    np.save(tmp_path / "clean.npy", reference[:200])
+    gateway = trojan_gateway(
+        {
+            "limits": {"rate": None, "budget": None},
+            "detectors": [
+                {
+                    "detector": "strip:overlays=10",
+                    "action": "flag",
+                    "calibration": str(tmp_path / "clean.npy"),
+                }
+            ],
+        }
+    )  # no reference sample: the file is the calibration data
+    ((_, strip),) = gateway.detection.input_detectors
+    assert len(strip.pool_) == 100
+    _, key = gateway.keys.create("tester")
+    assert _blocked(gateway, key, triggered[:10]) == 0  # flag answers, and opens an incident
+    flagged = [r["verdicts"]["strip"]["flagged"] for r in gateway.audit.rows()]
+    assert len(flagged) == 10 and sum(flagged) >= 1
+    (incident,) = gateway.incidents.list()  # one per key and check, however many flags
+    assert incident.detector == "strip"
+
+
+@pytest.mark.parametrize(
+    ("detector", "message"),
+    [
+        ({"detector": "strip:overlays=5", "params": {"overlays": 3}}, "both"),
+        ({"detector": "strip", "params": {"overlays": "many"}}, "overlays"),
+        ({"detector": "neural-cleanse"}, "inspects a model"),
+    ],
+)
+def test_bad_defence_detector_settings_are_refused_on_load(
+    detector: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_policy({"detectors": [detector]})
+
+
+def test_bad_calibration_files_are_one_line_errors(
+    make_gateway: MakeGateway, trojan: tuple[Any, np.ndarray, np.ndarray, np.ndarray], tmp_path: Any
+) -> None:
+    _, reference, _, _ = trojan
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}, {"b": 2}], dtype=object))
+    np.save(tmp_path / "shape.npy", reference[:10, :, :4])
+    np.savez(tmp_path / "noname.npz", reference[:10])
+    cases = {
+        "missing.npy": "not found",
+        "objects.npy": "cannot read",  # never unpickled
+        "shape.npy": "shape",
+        "noname.npz": "'x'",
+    }
+    for name, message in cases.items():
+        policy = {"detectors": [{"detector": "strip", "calibration": str(tmp_path / name)}]}
+        with pytest.raises(ConfigError, match=message):
+            make_gateway(policy)
+
+
+class Unsure(Detector):
+    """Scores an input by how unsure the model is (the shape of squeeze-detector: its ``fit``
+    takes the served model only)."""
+
+    def fit(self, target: Any) -> Unsure:
+        self.target_ = target
+        return self
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.target_(x).softmax(1).max(dim=1).values
+
+
+class Greedy(Unsure):
+    def fit(self, target: Any, x_pool: Any, x_more: Any) -> Greedy:  # type: ignore[override]
+        return self
+
+
+@pytest.fixture
+def model_detectors() -> Iterator[tuple[str, str]]:
+    register_defence("test-unsure", family="evasion", defence_kind="detector")(Unsure)
+    register_defence("test-greedy", family="evasion", defence_kind="detector")(Greedy)
+    try:
+        yield "test-unsure", "test-greedy"
+    finally:
+        DEFENCES.unregister("test-unsure")
+        DEFENCES.unregister("test-greedy")
+
+
+def test_a_detector_that_fits_on_the_model_gets_the_served_one(
+    make_gateway: MakeGateway, reference: np.ndarray, model_detectors: tuple[str, str]
+) -> None:
+    unsure, greedy = model_detectors
+    gateway = make_gateway(
+        {
+            "output": ["labels"],
+            "detectors": [{"detector": unsure, "action": "log", "fpr": 0.05}],
+        },
+        reference=reference,
+    )
+    ((_, det),) = gateway.detection.input_detectors
+    assert det.target_ is gateway.target  # the model itself, not the label-only answers
+    # the whole reference calibrates (no pool taken): 5% of it over the threshold
+    flagged = det.detect(torch.from_numpy(reference)).float().mean().item()
+    assert 0.02 <= flagged <= 0.06
+    with pytest.raises(ConfigError, match=r"fit\(target\) or fit\(target, x_pool\)"):
+        make_gateway({"detectors": [{"detector": greedy}]}, reference=reference)

@@ -108,6 +108,16 @@ def serve(
         configure_logging()
         active = gateway.keys.list(include_revoked=False)
         _say(f"serving {tgt.name} ({gateway.output_kind.value}) on http://{host}:{port}/predict")
+        if gateway.engine.dialect.name == "sqlite":
+            _say(
+                "audit log durability: "
+                + (
+                    "process (rows survive a crash of this process, not of the machine; "
+                    "audit.durability: power for that)"
+                    if pol.audit.durability == "process"
+                    else "power (rows survive a crash of the machine)"
+                )
+            )
         if not active:
             _say(
                 "no API key yet, so every request is refused: "

@@ -23,6 +23,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "Prada",
     "QueryStats",
     "check_detector_spec",
+    "load_calibration",
 ]
 
 _MAX_KEYS = 10_000  # per-key state kept, at most (least recently seen keys are dropped)
@@ -415,16 +417,21 @@ def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 GATEWAY_DETECTORS: dict[str, type[KeyDetector]] = {"prada": Prada, "query-stats": QueryStats}
 
 
-def _build(spec: str) -> Any:
-    """A gateway detector or a defence detector from ``name:param=value,...``."""
-    from bastion.core.registry import config_model
-    from bastion.defences.base import Detector, create_defence, parse_defence
+def _build(spec: str, extra: dict[str, Any] | None = None) -> Any:
+    """A gateway detector or a defence detector from ``name:param=value,...`` (and ``extra``
+    parameters, as the policy's ``params`` gives them)."""
+    from pydantic import ValidationError
+
+    from bastion.core.registry import DEFENCES, config_model
+    from bastion.defences.base import Detector, parse_defence
 
     name, params = parse_defence(spec)
+    both = sorted(set(params) & set(extra or {}))
+    if both:
+        raise ConfigError(f"{name}: {', '.join(both)} given both in the name and in params")
+    params.update(extra or {})
     cls = GATEWAY_DETECTORS.get(name)
     if cls is not None:
-        from pydantic import ValidationError
-
         try:
             checked = config_model(cls).model_validate(params).model_dump()
         except ValidationError as exc:
@@ -432,19 +439,94 @@ def _build(spec: str) -> Any:
             loc = ".".join(str(p) for p in err["loc"])
             raise ConfigError(f"{name}: {loc}: {err['msg']}") from None
         return cls(**checked)
-    defence = create_defence(spec)
+    defence = DEFENCES.create(name, **params)
+    check = getattr(defence, "_check_params", None)
+    if callable(check):
+        check()
     if not isinstance(defence, Detector):
         kind = defence.entry.defence_kind
+        if kind == "detector":
+            raise ConfigError(
+                f"{name} inspects a model or a dataset, not requests: it cannot screen inputs "
+                "at the gateway (run it with bastion scan or bastion harden)"
+            )
         raise ConfigError(f"{spec!r} is a {kind}, not a detector")
     return defence
 
 
-def check_detector_spec(spec: str) -> None:
-    """Raise ``ValueError`` unless ``spec`` names a detector with valid settings."""
+def check_detector_spec(spec: str, params: dict[str, Any] | None = None) -> None:
+    """Raise ``ValueError`` unless ``spec`` (with ``params``) names a detector with valid
+    settings."""
     try:
-        _build(spec)
+        _build(spec, params)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
+
+
+def load_calibration(path: str | Path, shape: tuple[int, ...]) -> np.ndarray:
+    """Clean inputs from a ``.npy`` file (or the ``x`` array of an ``.npz``), never unpickled.
+
+    Shape (N, *shape); :class:`ConfigError` for a missing or unreadable file or a wrong shape.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"calibration file not found: {p}")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                if "x" not in loaded.files:
+                    raise ConfigError(f"{p}: an .npz calibration file needs an array named 'x'")
+                arr = np.asarray(loaded["x"])
+        else:
+            arr = np.asarray(loaded)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read calibration file {p}: {exc}") from None
+    if arr.ndim < 1 or tuple(arr.shape[1:]) != tuple(shape) or len(arr) < 2:
+        raise ConfigError(
+            f"{p}: calibration inputs must have shape (N >= 2, {', '.join(map(str, shape))}), "
+            f"got {list(arr.shape)}"
+        )
+    if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
+        raise ConfigError(f"{p}: calibration inputs must be finite numbers")
+    return arr.astype(np.float32)
+
+
+def _fit_inputs(det: Any, target: Any, clean: np.ndarray) -> np.ndarray:
+    """Fit ``det`` on the served model if its ``fit`` asks for one; the inputs left to calibrate.
+
+    The convention of the defences' detectors: ``fit(target)`` takes the model, and
+    ``fit(target, x_pool)`` also clean inputs it works with (STRIP superimposes them). The pool
+    is then half of the clean sample, and the threshold is calibrated on the other half, so a
+    clean input is never scored against itself.
+    """
+    import inspect
+
+    fit = getattr(det, "fit", None)
+    if fit is None:
+        return clean
+    positional = [
+        p
+        for p in inspect.signature(fit).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    name = det.registry_name
+    if len(positional) not in (1, 2):
+        raise ConfigError(
+            f"{name}.fit takes {len(positional)} arguments; the gateway fits a detector with "
+            "fit(target) or fit(target, x_pool)"
+        )
+    if target is None:
+        raise ConfigError(f"detector {name} needs the served model")
+    if len(positional) == 1:
+        fit(target)
+        return clean
+    if len(clean) < 4:
+        raise ConfigError(f"detector {name} needs at least 4 clean inputs (a pool and a sample)")
+    order = np.random.default_rng(0).permutation(len(clean))
+    half = len(clean) // 2
+    fit(target, clean[order[:half]])
+    return clean[order[half:]]
 
 
 _SEVERITY = {"log": "low", "flag": "medium", "throttle": "high", "block": "high"}
@@ -456,8 +538,11 @@ class Detection:
     Args:
         policies: the policy's ``detectors``.
         reference: reference inputs, shape (N, *input_shape); needed by defence detectors
-            (to calibrate) and by ``query-stats`` (for its outside-reference check).
+            (to calibrate, unless their ``calibration`` names a file) and by ``query-stats``
+            (for its outside-reference check).
         bounds: the inputs' bounds.
+        target: the served model before output hardening, for the defence detectors whose
+            ``fit`` takes one (STRIP queries it for scores even when callers get labels).
     """
 
     def __init__(
@@ -466,6 +551,7 @@ class Detection:
         *,
         reference: np.ndarray | None,
         bounds: tuple[float, float],
+        target: Any = None,
     ) -> None:
         import torch
 
@@ -476,7 +562,7 @@ class Detection:
         self._fired: set[tuple[str, str, str | None]] = set()
         self._lock = threading.Lock()
         for pol in policies:
-            det = _build(pol.detector)
+            det = _build(pol.detector, dict(pol.params))
             name = pol.detector.partition(":")[0].strip()
             if isinstance(det, KeyDetector):
                 if reference is not None:
@@ -487,14 +573,25 @@ class Detection:
                         "(bastion serve --data, or Gateway(reference=...))"
                     )
                 self.key_detectors.append((pol, det))
+                continue
+            if pol.calibration is not None:
+                shape = tuple(reference.shape[1:]) if reference is not None else None
+                if shape is None and target is not None and target.input_shape is not None:
+                    shape = tuple(target.input_shape)
+                if shape is None:
+                    raise ConfigError(f"detector {name}: the model's input shape is unknown")
+                clean = load_calibration(pol.calibration, shape)
+            elif reference is not None:
+                clean = np.asarray(reference, dtype=np.float32)
             else:
-                if reference is None:
-                    raise ConfigError(
-                        f"detector {name} is calibrated on a reference sample of inputs "
-                        "(bastion serve --data, or Gateway(reference=...))"
-                    )
-                det.calibrate(torch.from_numpy(np.asarray(reference, dtype=np.float32)), pol.fpr)
-                self.input_detectors.append((pol, det))
+                raise ConfigError(
+                    f"detector {name} is calibrated on clean inputs: give it a calibration "
+                    "file, or a reference sample (bastion serve --data, Gateway(reference=...))"
+                )
+            calib = _fit_inputs(det, target, clean)
+            with torch.no_grad():
+                det.calibrate(torch.from_numpy(np.ascontiguousarray(calib)), pol.fpr)
+            self.input_detectors.append((pol, det))
 
     def __bool__(self) -> bool:
         return bool(self.key_detectors or self.input_detectors)

@@ -195,7 +195,7 @@ class Gateway:
         self.engine = (
             engine
             if engine is not None
-            else connect(self.policy.database, synchronous=self.policy.audit.synchronous)
+            else connect(self.policy.database, durability=self.policy.audit.durability)
         )
         self.keys = KeyStore(self.engine, cache_seconds=self.policy.auth.key_cache_seconds)
         self.audit = AuditLog(self.engine, timeout=self.policy.audit.timeout_seconds)
@@ -217,9 +217,19 @@ class Gateway:
                 f"the reference inputs have shape {list(self.reference.shape[1:])}, the model "
                 f"takes {list(shape)}"
             )
-        self.detection = Detection(
-            self.policy.detectors, reference=self.reference, bounds=self.input_spec.bounds
-        )
+        # the model answers in evaluation mode from here on: detectors calibrate on it
+        self._modes = contextlib.ExitStack()
+        self._modes.enter_context(self.model.inference_mode())
+        try:
+            self.detection = Detection(
+                self.policy.detectors,
+                reference=self.reference,
+                bounds=self.input_spec.bounds,
+                target=target,
+            )
+        except BaseException:
+            self._modes.close()
+            raise
         ref_labels = None if self.reference is None else self._answer(self.reference)[1]
         self.monitor = Monitor(
             self.policy.monitoring,
@@ -232,8 +242,6 @@ class Gateway:
         self.version = version
         self._swap_lock = threading.Lock()
         self._refused_version: str | None = None
-        self._modes = contextlib.ExitStack()
-        self._modes.enter_context(self.model.inference_mode())
 
     @property
     def kill_switch(self) -> bool:

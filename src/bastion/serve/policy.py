@@ -152,11 +152,12 @@ class InputPolicy(_Strict):
 class AuditPolicy(_Strict):
     """How the audit log is written."""
 
-    synchronous: Literal["full", "normal"] = Field(
-        default="full",
-        description="SQLite only. full: a committed row survives a crash of the machine; "
-        "normal: it survives a crash of the gateway process but maybe not a power cut, and "
-        "commits are faster.",
+    durability: Literal["process", "power"] = Field(
+        default="process",
+        description="SQLite only (PostgreSQL commits durably either way). process: a "
+        "committed row survives a crash or kill of the gateway process (WAL, "
+        "synchronous=NORMAL); power: it also survives an OS crash or a power cut "
+        "(synchronous=FULL: an fsync per commit, about half the throughput).",
     )
     timeout_seconds: float = Field(
         default=5.0,
@@ -168,11 +169,16 @@ class AuditPolicy(_Strict):
 
 
 class DetectorPolicy(_Strict):
-    """One detector and what the gateway does when it fires."""
+    """One detector, its settings, and what the gateway does when it fires."""
 
     detector: str = Field(
         description="'name' or 'name:param=value,...': a gateway detector (prada, query-stats) "
-        "or a registered defence of kind detector.",
+        "or a registered defence of kind detector (strip, squeeze-detector, ...).",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The detector's parameters, as a mapping (instead of, or beside, the "
+        "'name:param=value' form; a parameter given in both is an error).",
     )
     action: Literal["log", "flag", "throttle", "block"] = Field(
         default="flag",
@@ -185,16 +191,21 @@ class DetectorPolicy(_Strict):
         gt=0,
         lt=1,
         description="For defence detectors: the false-positive rate their threshold is "
-        "calibrated to on the reference sample.",
+        "calibrated to on clean inputs.",
+    )
+    calibration: str | None = Field(
+        default=None,
+        description="For defence detectors: a .npy file of clean inputs (or an .npz with an "
+        "array 'x'), shape (N, *input shape), to fit and calibrate on; default: the gateway's "
+        "reference sample (bastion serve --data, or the demo's data).",
     )
 
-    @field_validator("detector")
-    @classmethod
-    def _known(cls, value: str) -> str:
+    @model_validator(mode="after")
+    def _known(self) -> DetectorPolicy:
         from bastion.serve.detection import check_detector_spec
 
-        check_detector_spec(value)
-        return value
+        check_detector_spec(self.detector, dict(self.params))
+        return self
 
 
 class ResponsePolicy(_Strict):

@@ -1,7 +1,8 @@
 """The gateway's database: API keys and the audit log, in SQLAlchemy.
 
-SQLite by default (WAL journal, ``synchronous=FULL`` unless the policy says ``normal``: a
-committed row survives a crash of the process or the machine), PostgreSQL by URL
+SQLite by default (WAL journal; ``synchronous=NORMAL`` for the policy's ``durability:
+process``: a committed row survives a crash of the process, ``FULL`` for ``power``: also one of
+the machine), PostgreSQL by URL
 (``postgresql://...`` is driven by psycopg 3). Every table is created on first use. The gateway
 only ever inserts into the audit log; keys change through :mod:`bastion.serve.keys`.
 """
@@ -141,26 +142,29 @@ def _normalize(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(synchronous: str) -> Any:
+def _sqlite_pragmas(durability: str) -> Any:
+    synchronous = "FULL" if durability == "power" else "NORMAL"
+
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
-        # WAL lets readers (the CLI, an admin) run beside the gateway's writes; FULL makes
-        # every commit durable on disk before it returns, NORMAL durable against a crash of
-        # the process (the WAL is in the OS's hands) but not of the machine
+        # WAL lets readers (the CLI, an admin) run beside the gateway's writes. In WAL mode
+        # NORMAL writes each commit to the WAL before it returns, so the OS holds it and a
+        # crash or SIGKILL of the process loses nothing; only an OS crash or a power cut can
+        # roll back commits since the last sync. FULL also fsyncs the WAL on every commit.
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
     return on_connect
 
 
-def connect(url: str, *, connect_timeout: float = 3.0, synchronous: str = "full") -> sa.Engine:
+def connect(url: str, *, connect_timeout: float = 3.0, durability: str = "process") -> sa.Engine:
     """An engine for ``url`` with every bastion table created.
 
     Connections are checked before use (``pool_pre_ping``), so a database that went away and
-    came back is used again without a restart. ``synchronous`` (``full`` or ``normal``)
-    applies to SQLite.
+    came back is used again without a restart. ``durability`` (``process`` or ``power``, see
+    :class:`~bastion.serve.policy.AuditPolicy`) applies to SQLite.
     """
     real = _normalize(url)
     args: dict[str, Any] = {}
@@ -174,15 +178,74 @@ def connect(url: str, *, connect_timeout: float = 3.0, synchronous: str = "full"
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise ConfigError(f"cannot use database {sa.engine.make_url(real)!r}: {exc}") from None
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas(synchronous))
+        if durability not in ("process", "power"):
+            raise ConfigError(f"durability must be 'process' or 'power', got {durability!r}")
+        sa.event.listen(engine, "connect", _sqlite_pragmas(durability))
     try:
         METADATA.create_all(engine)
         _add_missing_columns(engine)
+        _append_only(engine)
     except sa.exc.OperationalError as exc:
         engine.dispose()
         shown = engine.url.render_as_string(hide_password=True)
         raise ConfigError(f"cannot open database {shown}: {_first_line(exc)}") from None
     return engine
+
+
+_REFUSAL = "the bastion audit log is append-only"
+
+
+def _append_only(engine: sa.Engine) -> None:
+    """Triggers that make the database refuse to change or delete audit rows.
+
+    A guard against a program (the gateway, a script, a bug) rewriting history, not against
+    the database's owner, who can drop a trigger: keep the audit database's owner apart from
+    the role the gateway connects as where that matters.
+    """
+    table = AUDIT.name
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            for event in ("UPDATE", "DELETE"):
+                conn.exec_driver_sql(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{event.lower()} BEFORE {event} "
+                    f"ON {table} BEGIN SELECT RAISE(ABORT, '{_REFUSAL}'); END"
+                )
+        return
+    # PostgreSQL: replicas may start together, so create only what is missing and let a
+    # replica that lost the race find it made
+    function = f"{table}_append_only"
+    statements = {
+        function: (
+            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{_REFUSAL}'; END $$"
+        ),
+        f"{table}_no_change": (
+            f"CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {function}()"
+        ),
+        f"{table}_no_truncate": (
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        ),
+    }
+    for name, ddl in statements.items():
+        exists = (
+            "SELECT 1 FROM pg_proc WHERE proname = %(n)s "
+            "AND pronamespace = current_schema()::regnamespace"
+            if name == function
+            else "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE t.tgname = %(n)s AND c.relnamespace = current_schema()::regnamespace"
+        )
+        with engine.begin() as conn:
+            if conn.exec_driver_sql(exists, {"n": name}).first() is not None:
+                continue
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(ddl)
+        except sa.exc.DBAPIError:
+            with engine.begin() as conn:
+                if conn.exec_driver_sql(exists, {"n": name}).first() is None:
+                    raise
 
 
 def _add_missing_columns(engine: sa.Engine) -> None:

@@ -77,7 +77,11 @@ def main() -> None:
         extra = ""
         if trainer is not None and getattr(trainer, "catastrophic_overfitting_", None):
             extra = f" (catastrophic overfitting at epoch {trainer.catastrophic_overfitting_})"
-        ratio = f" ({seconds / pgd_time:.2f}x pgd-at)" if pgd_time and name != "pgd-at" else ""
+        ratio = (
+            f" ({seconds / pgd_time:.2f}x pgd-at)"
+            if pgd_time and trainer is not None and name != "pgd-at"
+            else ""
+        )
         print(
             f"| {name} | {m.clean_accuracy:.1%} | {m.robust_accuracy(args.eps):.1%} | "
             f"{m.plain_accuracy(args.eps):.1%} | "

@@ -31,18 +31,30 @@ class ActivationClustering(DataDefence):
 
     Per class, the penultimate activations are reduced to ``components`` dimensions (PCA)
     and split by 2-means. A class whose smaller cluster holds less than ``max_size`` of it
-    and whose split has a silhouette above ``min_silhouette`` is judged poisoned, and its
-    smaller cluster is flagged. The score of a sample is the class's silhouette times how much
-    closer the sample lies to the smaller cluster's centre than to the larger one's (in
-    [-1, 1]), plus 2 for the flagged samples, so it ranks samples across classes with the
-    flagged ones first.
+    and whose split has a silhouette above ``min_silhouette`` is a candidate. With
+    ``reclassify`` (the default), a candidate is judged poisoned only when its smaller
+    cluster fails the paper's exclusionary reclassification, done cheaply: a k-nearest-
+    neighbour classifier on the *inputs*, fitted on every sample outside that cluster, gives
+    the cluster's members their own label less than ``max_agreement`` of the time. Dirty-label
+    poison is made of other classes' images, so its neighbours outvote its label (about 2%
+    agreement on the MNIST subset); a clean class that merely splits in two styles keeps its
+    label (30% or more). The smaller cluster of a poisoned class is flagged. The score of a
+    sample is the class's silhouette times how much closer the sample lies to the smaller
+    cluster's centre than to the larger one's (in [-1, 1]), plus 2 for the flagged samples,
+    so it ranks samples across classes with the flagged ones first.
 
     Threat: dirty-label backdoors; needs the model trained on the suspect data (white-box).
+    Clean-label poison looks like its label in input space, so reclassification clears it:
+    screen for it with ``reclassify=False``.
 
     Args:
         components: PCA dimensions before clustering (10).
         max_size: the largest share of a class the poison cluster may hold (0.35).
         min_silhouette: the least silhouette of a poisoned class's split (0.15).
+        reclassify: confirm a candidate by exclusionary reclassification (True).
+        max_agreement: the largest share of a poisoned cluster that its input-space
+            neighbours give its own label (0.3).
+        neighbours: the k of that classifier (10).
         seed: seed of the clustering (0).
 
     Example::
@@ -58,11 +70,17 @@ class ActivationClustering(DataDefence):
         components: int = 10,
         max_size: float = 0.35,
         min_silhouette: float = 0.15,
+        reclassify: bool = True,
+        max_agreement: float = 0.3,
+        neighbours: int = 10,
         seed: int = 0,
     ) -> None:
         self.components = components
         self.max_size = max_size
         self.min_silhouette = min_silhouette
+        self.reclassify = reclassify
+        self.max_agreement = max_agreement
+        self.neighbours = neighbours
         self.seed = seed
 
     def _check_params(self) -> None:
@@ -70,6 +88,10 @@ class ActivationClustering(DataDefence):
             raise ConfigError(f"components must be at least 1, got {self.components}")
         if not 0 < self.max_size <= 0.5:
             raise ConfigError(f"max_size must be in (0, 0.5], got {self.max_size}")
+        if not 0 < self.max_agreement < 1:
+            raise ConfigError(f"max_agreement must be in (0, 1), got {self.max_agreement}")
+        if self.neighbours < 1:
+            raise ConfigError(f"neighbours must be at least 1, got {self.neighbours}")
 
     def _score(
         self, x: np.ndarray, y: np.ndarray, model: Target | None
@@ -100,9 +122,13 @@ class ActivationClustering(DataDefence):
             d = np.linalg.norm(reduced[:, None, :] - km.cluster_centers_[None], axis=2)
             closer = (d[:, 1 - small] - d[:, small]) / np.maximum(d.sum(axis=1), 1e-12)
             scores[idx] = silhouette * closer
+            members = idx[km.labels_ == small]
             poisoned = share < self.max_size and silhouette > self.min_silhouette
+            agreement = float("nan")
+            if poisoned and self.reclassify:
+                agreement = self._agreement(x, y, members, int(c))
+                poisoned = agreement < self.max_agreement
             if poisoned:
-                members = idx[km.labels_ == small]
                 flagged[members] = True
                 # the flagged cluster of a poisoned class ranks above every unflagged sample
                 scores[members] += 2.0
@@ -110,5 +136,18 @@ class ActivationClustering(DataDefence):
                 "silhouette": silhouette,
                 "small_share": share,
                 "poisoned": float(poisoned),
+                "agreement": agreement,
             }
         return scores, flagged
+
+    def _agreement(self, x: np.ndarray, y: np.ndarray, members: np.ndarray, label: int) -> float:
+        """The share of ``members`` that a k-NN on the inputs of every other sample labels
+        ``label``: exclusionary reclassification without retraining the model."""
+        from sklearn.neighbors import KNeighborsClassifier
+
+        flat = x.reshape(len(x), -1)
+        rest = np.ones(len(y), dtype=bool)
+        rest[members] = False
+        k = min(self.neighbours, int(rest.sum()))
+        knn = KNeighborsClassifier(n_neighbors=k).fit(flat[rest], y[rest])
+        return float((knn.predict(flat[members]) == label).mean())

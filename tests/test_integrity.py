@@ -266,3 +266,26 @@ def test_signing_refuses_wrong_keys_and_damaged_signatures(tmp_path: Path) -> No
     sig.write_text("{not json")
     with pytest.raises(IntegrityError, match="damaged"):
         verify_model_file(model, pub)
+
+
+def test_the_docs_commands_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/poisoning.md's model-file walk-through runs as written, each command exiting 0."""
+    import re
+    import shlex
+
+    pytest.importorskip("model_signing")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "poisoning.md").read_text()
+    section = text[text.index("## Model files") : text.index("## What to expect")]
+    (block,) = re.findall(r"```console\n(.*?)```", section, flags=re.S)
+    lines = [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+    assert lines[0].startswith("python -c")
+    monkeypatch.chdir(tmp_path)
+    torch.save(torch.nn.Linear(4, 2).state_dict(), "model.pt")
+    commands = [shlex.split(line)[1:] for line in lines[1:]]
+    assert len(commands) >= 5
+    for command in commands:
+        code, out, err = _run(capsys, *command)
+        assert code == 0, f"{command}: {err}"
+    assert json.loads(out)["signature"]["ok"] is True

@@ -289,3 +289,18 @@ def test_the_docs_commands_run(
         code, out, err = _run(capsys, *command)
         assert code == 0, f"{command}: {err}"
     assert json.loads(out)["signature"]["ok"] is True
+
+
+def test_undecodable_opcodes_are_refused_and_archived_pickles_are_read(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.pkl"
+    broken.write_bytes(b"\x80\x04\xff\xfe garbage")
+    report = inspect_model_file(broken)
+    assert report.level == "danger"
+    assert [f.kind for f in report.findings] == ["pickle-invalid"]
+    marker = tmp_path / "PWNED"
+    bundle = tmp_path / "bundle.npz"
+    np.savez(bundle, w=np.ones(3), o=np.array([_RunsACommand(marker)], dtype=object))
+    report = inspect_model_file(bundle)
+    assert report.format == "zip" and report.level == "danger"
+    assert any(f.where.endswith("o.npy") and f.kind == "pickle-call" for f in report.findings)
+    assert not marker.exists()

@@ -209,26 +209,32 @@ def _looks_like_pickle(data: bytes) -> bool:
 
 
 def _pickles(data: bytes, where: str) -> list[FileFinding]:
-    """Findings of every pickle at the start of ``data`` (a legacy ``torch.save`` file is
-    several pickles in a row, then raw storage bytes)."""
+    """Findings of the pickles at the start of ``data``: the first one (what ``pickle.load``
+    reads), and those that follow it as in a legacy ``torch.save`` file (five pickles in a
+    row, which ``torch.load`` all reads, then raw storage bytes)."""
     findings: list[FileFinding] = []
     stream = io.BytesIO(data)
-    count = 0
-    while count < 16:
+    for count in range(5):
         start = stream.tell()
         head = data[start : start + 1]
         if not head or (count and head != b"\x80"):
             break
-        findings += _one_pickle(stream, where if count == 0 else f"{where}#pickle{count + 1}")
-        count += 1
+        name = where if count == 0 else f"{where}#pickle{count + 1}"
+        pickled, problem = _decode(stream)
+        if pickled is None:
+            # a first pickle that does not decode is refused; after it, raw data may follow
+            if count == 0:
+                findings.append(FileFinding("danger", "pickle-invalid", name, problem))
+            break
+        findings += _judge(pickled, name)
         if stream.tell() <= start:
             break
     return findings
 
 
-def _one_pickle(stream: io.BytesIO, where: str) -> list[FileFinding]:
+def _decode(stream: io.BytesIO) -> tuple[Any, str]:
+    """fickling's decoding of the pickle at the stream's position, or None and why not."""
     require("fickling")
-    from fickling.analysis import Severity, check_safety
     from fickling.fickle import Pickled
 
     try:
@@ -236,16 +242,15 @@ def _one_pickle(stream: io.BytesIO, where: str) -> list[FileFinding]:
     # fickling raises several kinds of error on opcodes it cannot decode; any of them means
     # the stream is not a well-formed pickle, which a loader should refuse
     except Exception as exc:
-        return [FileFinding("danger", "pickle-invalid", where, f"opcodes do not decode ({exc})")]
+        return None, f"opcodes do not decode ({exc})"
     if pickled.has_invalid_opcode:
-        return [
-            FileFinding(
-                "danger",
-                "pickle-invalid",
-                where,
-                "invalid opcodes: a corrupted file, or one crafted to slip past scanners",
-            )
-        ]
+        return None, "invalid opcodes: a corrupted file, or one crafted to slip past scanners"
+    return pickled, ""
+
+
+def _judge(pickled: Any, where: str) -> list[FileFinding]:
+    from fickling.analysis import Severity, check_safety
+
     findings: list[FileFinding] = []
     malicious: set[str] = set()
     try:
@@ -352,12 +357,12 @@ def _archive(
             continue
         name = info.filename
         inner = f"{where}:{name}"
-        is_pickle_name = name.endswith((".pkl", ".pickle")) and not name.endswith(".debug_pkl")
-        if kind == "torchscript" and name.endswith(".debug_pkl"):
+        # members are judged by name: a tensor's raw bytes may start like a pickle
+        if name.endswith(".debug_pkl"):
             continue
         with archive.open(info) as handle:
             head = handle.read(8)
-        if is_pickle_name or (head[:1] == b"\x80" and kind in ("zip", "torch-export")):
+        if name.endswith((".pkl", ".pickle", ".joblib")):
             findings += _pickles(_read_member(archive, info, path), inner)
         elif head[:4] == b"PK\x03\x04" and depth < _MAX_DEPTH:
             _, sub, _ = _archive(path, _read_member(archive, info, path), inner, depth + 1)

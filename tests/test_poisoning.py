@@ -344,3 +344,22 @@ def test_fine_pruning_can_prune_the_hidden_linear_layer(
     assert keys == ["head.1.weight_mask"] and pruner.units_ == 128
     with pytest.raises(ConfigError, match="layer"):
         FinePruning(layer="first").fit(trojaned.poisoned_model, clean_part)
+
+
+def test_a_patch_at_the_four_corners() -> None:
+    from bastion.attacks.poisoning.triggers import patch_mask, stamp_patch
+
+    one, _ = patch_mask((1, 16, 16), 3, "bottom-right", (0.0, 1.0))
+    four, pattern = patch_mask((1, 16, 16), 3, "corners", (0.0, 1.0))
+    assert one.sum() == 9 and four.sum() == 36
+    for rows, cols in ((slice(1, 4), slice(1, 4)), (slice(12, 15), slice(12, 15))):
+        assert four[rows, cols].all()
+    x = np.full((2, 1, 16, 16), 0.5, dtype=np.float32)
+    stamped = stamp_patch(x, 3, "corners", (0.0, 1.0))
+    assert stamped.dtype == x.dtype
+    assert np.array_equal(
+        stamped[:, :, four == 1], np.broadcast_to(pattern[:, four == 1], (2, 1, 36))
+    )
+    assert (stamped[:, :, four == 0] == 0.5).all()
+    with pytest.raises(ConfigError, match="corners"):
+        patch_mask((1, 16, 16), 3, "middle", (0.0, 1.0))

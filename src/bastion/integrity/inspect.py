@@ -35,7 +35,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from bastion._extras import require
 from bastion.core.errors import DataError
@@ -171,27 +171,38 @@ def inspect_model_file(path: str | Path) -> ModelFileReport:
     if not p.is_file():
         raise DataError(f"{p}: no such file")
     try:
-        data = p.read_bytes()
+        with p.open("rb") as handle:
+            return _inspect(p, handle)
     except OSError as exc:
-        raise DataError(f"{p}: cannot read it ({exc.strerror})") from None
-    report = ModelFileReport(
-        path=str(p), format="", sha256=hashlib.sha256(data).hexdigest(), size=len(data)
-    )
+        raise DataError(f"{p}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _inspect(p: Path, handle: BinaryIO) -> ModelFileReport:
+    # the file is read in pieces: a model can be larger than the memory at hand
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    handle.seek(0)
+    head = handle.read(16)
+    handle.seek(0)
+    report = ModelFileReport(path=str(p), format="", sha256=digest.hexdigest(), size=size)
     if p.suffix.lower() == ".onnx":
         report.format = "onnx"
         report.findings += _onnx(p)
-    elif zipfile.is_zipfile(io.BytesIO(data)):
-        report.format, findings, report.members = _archive(p, data, p.name, 0)
+    elif _is_zip(handle):
+        report.format, findings, report.members = _archive(p, handle, p.name, 0)
         report.findings += findings
-    elif data[:6] == b"\x93NUMPY":
+    elif head[:6] == b"\x93NUMPY":
         report.format = "numpy"
-        report.findings += _npy(data, p.name)
-    elif _is_safetensors(data):
+        report.findings += _npy(handle, p.name)
+    elif _is_safetensors(head, size):
         report.format = "safetensors"
-        report.findings += _safetensors(data, p.name)
-    elif _looks_like_pickle(data):
+        report.findings += _safetensors(handle, size, p.name)
+    elif _looks_like_pickle(head):
         report.format = "pickle"
-        report.findings += _pickles(data, p.name)
+        report.findings += _pickles(handle, p.name)
     else:
         raise DataError(
             f"{p}: not a model format bastion can inspect (pickle, PyTorch, TorchScript, "
@@ -208,15 +219,15 @@ def _looks_like_pickle(data: bytes) -> bool:
     return bool(data) and (data[0] == 0x80 or data[:1] in (b"(", b"}", b"]", b"c", b"N"))
 
 
-def _pickles(data: bytes, where: str) -> list[FileFinding]:
-    """Findings of the pickles at the start of ``data``: the first one (what ``pickle.load``
+def _pickles(stream: BinaryIO, where: str) -> list[FileFinding]:
+    """Findings of the pickles at the start of ``stream``: the first one (what ``pickle.load``
     reads), and those that follow it as in a legacy ``torch.save`` file (five pickles in a
     row, which ``torch.load`` all reads, then raw storage bytes)."""
     findings: list[FileFinding] = []
-    stream = io.BytesIO(data)
     for count in range(5):
         start = stream.tell()
-        head = data[start : start + 1]
+        head = stream.read(1)
+        stream.seek(start)
         if not head or (count and head != b"\x80"):
             break
         name = where if count == 0 else f"{where}#pickle{count + 1}"
@@ -232,7 +243,7 @@ def _pickles(data: bytes, where: str) -> list[FileFinding]:
     return findings
 
 
-def _decode(stream: io.BytesIO) -> tuple[Any, str]:
+def _decode(stream: BinaryIO) -> tuple[Any, str]:
     """fickling's decoding of the pickle at the stream's position, or None and why not."""
     require("fickling")
     from fickling.fickle import Pickled
@@ -311,10 +322,10 @@ def _is_storage(module: str, name: str) -> bool:
 
 
 def _archive(
-    path: Path, data: bytes, where: str, depth: int
+    path: Path, source: BinaryIO, where: str, depth: int
 ) -> tuple[str, list[FileFinding], list[str]]:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(source)
         infos = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise DataError(f"{path}: a damaged zip archive ({exc})") from None
@@ -372,11 +383,19 @@ def _archive(
     return kind, findings, names
 
 
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> io.BytesIO:
     if info.file_size > _MAX_PICKLE:
         raise DataError(f"{path}: member {info.filename} is too large to inspect")
     with archive.open(info) as handle:
-        return handle.read(_MAX_PICKLE + 1)
+        return io.BytesIO(handle.read(_MAX_PICKLE + 1))
+
+
+def _is_zip(handle: BinaryIO) -> bool:
+    """Whether ``handle`` is a zip archive; the position is back at the start after."""
+    try:
+        return zipfile.is_zipfile(handle)
+    finally:
+        handle.seek(0)
 
 
 def _archive_kind(names: list[str]) -> str:
@@ -425,10 +444,9 @@ def _skops(path: Path, where: str) -> list[FileFinding]:
 # --- numbers-only formats -----------------------------------------------------------------
 
 
-def _npy(data: bytes, where: str) -> list[FileFinding]:
+def _npy(stream: BinaryIO, where: str) -> list[FileFinding]:
     import numpy as np
 
-    stream = io.BytesIO(data)
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
@@ -440,7 +458,6 @@ def _npy(data: bytes, where: str) -> list[FileFinding]:
     if not dtype.hasobject:
         return []
     # an object array is stored as a pickle right after the header
-    rest = data[stream.tell() :]
     return [
         FileFinding(
             "code",
@@ -448,26 +465,28 @@ def _npy(data: bytes, where: str) -> list[FileFinding]:
             where,
             "an object array: np.load(allow_pickle=True) unpickles it",
         ),
-        *_pickles(rest, where),
+        *_pickles(stream, where),
     ]
 
 
-def _is_safetensors(data: bytes) -> bool:
-    if len(data) < 10:
+def _is_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 10:
         return False
-    (n,) = struct.unpack("<Q", data[:8])
-    return 2 <= n <= len(data) - 8 and data[8:9] == b"{"
+    (n,) = struct.unpack("<Q", head[:8])
+    return 2 <= n <= size - 8 and head[8:9] == b"{"
 
 
-def _safetensors(data: bytes, where: str) -> list[FileFinding]:
-    (n,) = struct.unpack("<Q", data[:8])
+def _safetensors(stream: BinaryIO, size: int, where: str) -> list[FileFinding]:
+    (n,) = struct.unpack("<Q", stream.read(8))
+    if n > 100 * 1024 * 1024:
+        raise DataError(f"{where}: a safetensors header of {n} bytes is not plausible")
     try:
-        header = json.loads(data[8 : 8 + n])
+        header = json.loads(stream.read(n))
     except ValueError as exc:
         raise DataError(f"{where}: a damaged safetensors header ({exc})") from None
     if not isinstance(header, dict):
         raise DataError(f"{where}: a damaged safetensors header (not an object)")
-    body = len(data) - 8 - n
+    body = size - 8 - n
     findings = []
     for name, spec in header.items():
         if name == "__metadata__":

@@ -38,10 +38,12 @@ class ActivationClustering(DataDefence):
     the cluster's members their own label less than ``max_agreement`` of the time. Dirty-label
     poison is made of other classes' images, so its neighbours outvote its label (about 2%
     agreement on the MNIST subset); a clean class that merely splits in two styles keeps its
-    label (30% or more). The smaller cluster of a poisoned class is flagged. The score of a
-    sample is the class's silhouette times how much closer the sample lies to the smaller
-    cluster's centre than to the larger one's (in [-1, 1]), plus 2 for the flagged samples,
-    so it ranks samples across classes with the flagged ones first.
+    label (30% or more). The smaller cluster of a poisoned class is flagged, and so is any
+    other sample of that class whose input-space neighbours (itself left out) vote more for
+    another class than for its own: poison that clustered with the clean samples. The score
+    of a sample is the class's silhouette times how much closer the sample lies to the
+    smaller cluster's centre than to the larger one's (in [-1, 1]), plus 2 for a flagged
+    cluster and 1.5 for the outvoted samples, so it ranks the flagged samples first.
 
     Threat: dirty-label backdoors; needs the model trained on the suspect data (white-box).
     Clean-label poison looks like its label in input space, so reclassification clears it:
@@ -125,13 +127,17 @@ class ActivationClustering(DataDefence):
             members = idx[km.labels_ == small]
             poisoned = share < self.max_size and silhouette > self.min_silhouette
             agreement = float("nan")
+            stray = np.zeros(0, dtype=np.int64)
             if poisoned and self.reclassify:
-                agreement = self._agreement(x, y, members, int(c))
+                agreement, stray = self._reclassify(x, y, members, idx, int(c))
                 poisoned = agreement < self.max_agreement
             if poisoned:
                 flagged[members] = True
                 # the flagged cluster of a poisoned class ranks above every unflagged sample
                 scores[members] += 2.0
+                # poison that clustered with the clean samples, caught by the same vote
+                flagged[stray] = True
+                scores[stray] += 1.5
             self.classes_[int(c)] = {
                 "silhouette": silhouette,
                 "small_share": share,
@@ -140,14 +146,28 @@ class ActivationClustering(DataDefence):
             }
         return scores, flagged
 
-    def _agreement(self, x: np.ndarray, y: np.ndarray, members: np.ndarray, label: int) -> float:
-        """The share of ``members`` that a k-NN on the inputs of every other sample labels
-        ``label``: exclusionary reclassification without retraining the model."""
+    def _reclassify(
+        self, x: np.ndarray, y: np.ndarray, members: np.ndarray, idx: np.ndarray, label: int
+    ) -> tuple[float, np.ndarray]:
+        """Exclusionary reclassification without retraining the model: a k-NN on the inputs
+        of every sample outside the small cluster ``members`` of class ``label``. Returns the
+        share of ``members`` it labels ``label``, and the rest of the class (``idx``) whose
+        neighbours, the sample itself left out, outvote ``label``."""
         from sklearn.neighbors import KNeighborsClassifier
 
         flat = x.reshape(len(x), -1)
         rest = np.ones(len(y), dtype=bool)
         rest[members] = False
-        k = min(self.neighbours, int(rest.sum()))
+        k = min(self.neighbours, int(rest.sum()) - 1)
+        if k < 1:
+            return float("nan"), np.zeros(0, dtype=np.int64)
         knn = KNeighborsClassifier(n_neighbors=k).fit(flat[rest], y[rest])
-        return float((knn.predict(flat[members]) == label).mean())
+        agreement = float((knn.predict(flat[members]) == label).mean())
+        others = idx[rest[idx]]
+        if len(others) == 0:
+            return agreement, others
+        _, near = knn.kneighbors(flat[others], n_neighbors=k + 1)
+        votes = y[rest][near[:, 1:]]
+        own = (votes == label).sum(axis=1)
+        best_other = np.array([np.bincount(v[v != label], minlength=1).max() for v in votes])
+        return agreement, others[best_other > own]

@@ -304,3 +304,24 @@ def test_undecodable_opcodes_are_refused_and_archived_pickles_are_read(tmp_path:
     assert report.format == "zip" and report.level == "danger"
     assert any(f.where.endswith("o.npy") and f.kind == "pickle-call" for f in report.findings)
     assert not marker.exists()
+
+
+def test_without_the_extra_the_message_names_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    from bastion.core.errors import MissingExtraError
+
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"w": [1.0]}))
+    # a None entry in sys.modules makes the import fail, as if the package were absent
+    monkeypatch.setitem(sys.modules, "fickling", None)
+    with pytest.raises(MissingExtraError, match=r"bastion-ml\[integrity\]"):
+        inspect_model_file(path)
+    code, _, err = _run(capsys, "model", "inspect", str(path))
+    assert code == 2 and "bastion-ml[integrity]" in err
+    # the library edge loads neither torch nor fickling until a file is inspected
+    probe = "import sys, bastion.integrity; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0

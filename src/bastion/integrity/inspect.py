@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from bastion._extras import require
-from bastion.core.errors import DataError
+from bastion.core.errors import ConfigError, DataError
 
 __all__ = [
     "LEVELS",
@@ -138,7 +138,7 @@ class ModelFileReport:
     def fails(self, fail_on: str = "code") -> bool:
         """Whether a finding reaches ``fail_on`` (``code`` or ``danger``)."""
         if fail_on not in LEVELS[1:]:
-            raise DataError(f"fail_on is 'code' or 'danger', got {fail_on!r}")
+            raise ConfigError(f"fail_on is 'code' or 'danger', got {fail_on!r}")
         return any(LEVELS.index(f.level) >= LEVELS.index(fail_on) for f in self.findings)
 
     def as_dict(self) -> dict[str, Any]:
@@ -169,7 +169,8 @@ def inspect_model_file(path: str | Path) -> ModelFileReport:
     """
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: no such file")
+        what = "not a file (inspect one model file at a time)" if p.exists() else "no such file"
+        raise DataError(f"{p}: {what}")
     try:
         with p.open("rb") as handle:
             return _inspect(p, handle)
@@ -371,15 +372,19 @@ def _archive(
         # members are judged by name: a tensor's raw bytes may start like a pickle
         if name.endswith(".debug_pkl"):
             continue
-        with archive.open(info) as handle:
-            head = handle.read(8)
-        if name.endswith((".pkl", ".pickle", ".joblib")):
-            findings += _pickles(_read_member(archive, info, path), inner)
-        elif head[:4] == b"PK\x03\x04" and depth < _MAX_DEPTH:
-            _, sub, _ = _archive(path, _read_member(archive, info, path), inner, depth + 1)
-            findings += sub
-        elif head[:6] == b"\x93NUMPY":
-            findings += _npy(_read_member(archive, info, path), inner)
+        try:
+            with archive.open(info) as handle:
+                head = handle.read(8)
+            if name.endswith((".pkl", ".pickle", ".joblib")):
+                findings += _pickles(_read_member(archive, info, path), inner)
+            elif head[:4] == b"PK\x03\x04" and depth < _MAX_DEPTH:
+                _, sub, _ = _archive(path, _read_member(archive, info, path), inner, depth + 1)
+                findings += sub
+            elif head[:6] == b"\x93NUMPY":
+                findings += _npy(_read_member(archive, info, path), inner)
+        # an encrypted member, an unknown compression, a damaged stream
+        except (RuntimeError, NotImplementedError, zipfile.BadZipFile, EOFError) as exc:
+            raise DataError(f"{path}: cannot read member {name} ({exc})") from None
     return kind, findings, names
 
 

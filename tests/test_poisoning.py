@@ -31,7 +31,7 @@ from bastion.core.assessment import Report
 from bastion.core.errors import AccessError, ConfigError
 from bastion.core.plugins import load_plugins
 from bastion.core.registry import ATTACKS, DEFENCES
-from bastion.core.targets import SklearnTarget
+from bastion.core.targets import SklearnTarget, TorchTarget
 from bastion.data import Dataset
 from bastion.defences.data import (
     ActivationClustering,
@@ -299,3 +299,67 @@ def test_docs_example_runs() -> None:
     exec(compile(block, "docs/poisoning.md", "exec"), scope)
     assert scope["a"].metric("attack_success_rate").value >= 0.9
     assert len(scope["x_clean"]) < len(scope["run"].poisoned.x)
+
+
+def _blobs_model_and_data() -> tuple[TorchTarget, np.ndarray, np.ndarray, np.ndarray]:
+    """Three classes in 4-D whose activations are the inputs themselves: class 0 in two
+    styles (70 + 30), class 1 with 30 samples of class 2 relabelled 1 (the poison)."""
+    rng = np.random.default_rng(0)
+    a, b = np.array([0.1, 0.1, 0.1, 0.1]), np.array([0.35, 0.1, 0.1, 0.1])
+    c, d = np.array([0.9, 0.9, 0.1, 0.1]), np.array([0.1, 0.1, 0.9, 0.9])
+    parts = [(a, 70, 0), (b, 30, 0), (c, 70, 1), (d, 30, 1), (d, 100, 2)]
+    x = np.concatenate([centre + 0.02 * rng.standard_normal((n, 4)) for centre, n, _ in parts])
+    y = np.concatenate([np.full(n, label) for _, n, label in parts])
+    poison = np.zeros(len(y), dtype=bool)
+    poison[170:200] = True
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.eye(4))
+        net[0].bias.zero_()
+    target = TorchTarget(net, num_classes=3, bounds=(0.0, 1.0), input_shape=(4,))
+    return target, x.astype(np.float32).clip(0, 1), y, poison
+
+
+def test_activation_clustering_clears_a_clean_class_that_splits_by_reclassifying() -> None:
+    model, x, y, poison = _blobs_model_and_data()
+    plain = ActivationClustering(reclassify=False).fit(x, y, model=model)
+    # both classes split cleanly in two: without reclassification both are judged poisoned
+    assert plain.classes_[0]["poisoned"] and plain.classes_[1]["poisoned"]
+    ac = ActivationClustering().fit(x, y, model=model)
+    assert ac.classes_[1]["agreement"] < 0.1 < 0.9 < ac.classes_[0]["agreement"]
+    assert not ac.classes_[0]["poisoned"] and ac.classes_[1]["poisoned"]
+    assert np.array_equal(ac.flagged_, poison)
+    with pytest.raises(ConfigError, match="max_agreement"):
+        ActivationClustering(max_agreement=1.5).fit(x, y, model=model)
+
+
+def test_fine_pruning_can_prune_the_hidden_linear_layer(
+    trojaned: Any, digits_data: Dataset
+) -> None:
+    n = len(digits_data.x_train) // 5
+    clean_part = (digits_data.x_train[:n], digits_data.y_train[:n])
+    pruner = FinePruning(layer="linear", lr=1e-2, epochs=3)
+    pruned = pruner.fit(trojaned.poisoned_model, clean_part)
+    keys = [k for k in pruned.model.state_dict() if k.endswith("weight_mask")]
+    assert keys == ["head.1.weight_mask"] and pruner.units_ == 128
+    with pytest.raises(ConfigError, match="layer"):
+        FinePruning(layer="first").fit(trojaned.poisoned_model, clean_part)
+
+
+def test_a_patch_at_the_four_corners() -> None:
+    from bastion.attacks.poisoning.triggers import patch_mask, stamp_patch
+
+    one, _ = patch_mask((1, 16, 16), 3, "bottom-right", (0.0, 1.0))
+    four, pattern = patch_mask((1, 16, 16), 3, "corners", (0.0, 1.0))
+    assert one.sum() == 9 and four.sum() == 36
+    for rows, cols in ((slice(1, 4), slice(1, 4)), (slice(12, 15), slice(12, 15))):
+        assert four[rows, cols].all()
+    x = np.full((2, 1, 16, 16), 0.5, dtype=np.float32)
+    stamped = stamp_patch(x, 3, "corners", (0.0, 1.0))
+    assert stamped.dtype == x.dtype
+    assert np.array_equal(
+        stamped[:, :, four == 1], np.broadcast_to(pattern[:, four == 1], (2, 1, 36))
+    )
+    assert (stamped[:, :, four == 0] == 0.5).all()
+    with pytest.raises(ConfigError, match="corners"):
+        patch_mask((1, 16, 16), 3, "middle", (0.0, 1.0))

@@ -23,6 +23,9 @@ _EXTRA_OF = {
     "art": "peers",
     "cleanlab": "poisoning",
     "cryptography": "poisoning",
+    "fickling": "integrity",
+    "model_signing": "integrity",
+    "OpenSSL": "integrity",
 }
 
 

@@ -1,4 +1,7 @@
-"""``bastion data``: screen training data for poison, and sign and verify its manifest."""
+"""``bastion data``: screen training data for poison, and sign and verify its manifest.
+
+``bastion model``: scan a model for backdoors; inspect a model file before anything loads it;
+sign and verify model files."""
 
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 model_app = typer.Typer(
-    name="model", help="Inspect models: scan for backdoors.", no_args_is_help=True
+    name="model",
+    help="Inspect models: scan for backdoors; inspect, sign and verify model files.",
+    no_args_is_help=True,
 )
 console = Console(emoji=False)
 err = Console(stderr=True, emoji=False)
@@ -177,3 +182,112 @@ def backdoor_scan(
         console.print(f"report: {p}", highlight=False)
     if details["backdoored"]:
         raise SystemExit(1)
+
+
+@model_app.command("inspect")
+def inspect_file(
+    path: Annotated[Path, typer.Argument(help="the model file (read as data, never loaded)")],
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    fail_on: Annotated[
+        str, typer.Option(help="exit 1 at this level: code (anything runs) or danger")
+    ] = "code",
+    key: Annotated[
+        Path | None, typer.Option("--key", help="also verify its signature with this public key")
+    ] = None,
+    signature: Annotated[
+        Path | None, typer.Option(help="the signature file (default: FILE.sig)")
+    ] = None,
+) -> None:
+    """What loading a model file would run: pickle imports and calls, TorchScript,
+    torch.export, ONNX external data, skops types. Nothing is loaded.
+
+    Exits 1 when a finding reaches --fail-on (default: anything that runs code)."""
+    from rich.table import Table
+
+    from bastion.cli._guard import add_columns
+    from bastion.core.errors import ConfigError
+    from bastion.integrity import inspect_model_file, verify_model_file
+
+    with user_errors():
+        if fmt not in ("table", "json"):
+            raise ConfigError(f"--format is table or json, got {fmt!r}")
+        if fail_on not in ("code", "danger"):
+            raise ConfigError(f"--fail-on is code or danger, got {fail_on!r}")
+        report = inspect_model_file(path)
+        check = verify_model_file(path, key, signature) if key is not None else None
+    failed = report.fails(fail_on)
+    if fmt == "json":
+        out = report.as_dict()
+        if check is not None:
+            out["signature"] = check.as_dict()
+        typer.echo(json.dumps(out, indent=1))
+    else:
+        console.print(
+            f"{report.path}: {report.format}, {report.size} bytes, sha256 {report.sha256[:16]}",
+            highlight=False,
+        )
+        if report.findings:
+            table = Table(show_lines=False)
+            add_columns(table, ("level", "kind", "where", "detail"))
+            for f in report.findings:
+                table.add_row(f.level, f.kind, f.where, f.detail)
+            console.print(table)
+        if check is not None:
+            console.print(f"signature ok: signed by key {check.key_id}", highlight=False)
+        verdict = {
+            "safe": "safe to load: it holds numbers only",
+            "code": "runs code when loaded: load it only if you trust who made it",
+            "danger": "DANGEROUS: loading it would run commands or read files",
+        }[report.level]
+        console.print(verdict, highlight=False)
+    if failed:
+        raise SystemExit(1)
+
+
+@model_app.command("keygen")
+def model_keygen(
+    private: Annotated[Path, typer.Option("--private", help="where to write the private key")],
+    public: Annotated[Path, typer.Option("--public", help="where to write the public key")],
+) -> None:
+    """Make a P-256 key pair for signing model files (PEM files)."""
+    from bastion.integrity import generate_signing_key
+
+    with user_errors():
+        key_id = generate_signing_key(private, public)
+    console.print(f"key {key_id}: {private} (private, mode 600), {public}", highlight=False)
+
+
+@model_app.command("sign")
+def model_sign(
+    path: Annotated[Path, typer.Argument(help="the model file or folder")],
+    key: Annotated[Path, typer.Option("--key", help="the private key (PEM, P-256/384/521)")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="the signature file (default: FILE.sig)")
+    ] = None,
+) -> None:
+    """Sign a model file with OpenSSF model-signing and a local key (offline)."""
+    from bastion.integrity import sign_model_file
+
+    with user_errors():
+        written = sign_model_file(path, key, out)
+    console.print(f"signed {path} -> {written}", highlight=False)
+
+
+@model_app.command("verify")
+def model_verify(
+    path: Annotated[Path, typer.Argument(help="the model file or folder")],
+    key: Annotated[Path, typer.Option("--key", help="the trusted public key (PEM)")],
+    signature: Annotated[
+        Path | None, typer.Option(help="the signature file (default: FILE.sig)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Check a model file against its signature; any change or another key is an error."""
+    from bastion.integrity import verify_model_file
+
+    with user_errors():
+        check = verify_model_file(path, key, signature)
+    if as_json:
+        typer.echo(json.dumps(check.as_dict()))
+    else:
+        console.print(f"ok: {path} signed by key {check.key_id}", highlight=False)

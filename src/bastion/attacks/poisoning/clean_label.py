@@ -49,7 +49,8 @@ class CleanLabel(BackdoorAttack):
             span (0.3).
         steps: PGD steps (20).
         size: the patch's side in pixels (None: about a seventh of the image, at least 2).
-        position: the patch's corner (``bottom-right``).
+        position: the patch's corner (``bottom-right``), or ``corners`` for a patch at each
+            of the four, as in the paper.
 
     Example::
 

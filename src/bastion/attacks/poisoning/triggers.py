@@ -25,17 +25,22 @@ def patch_mask(
     shape: tuple[int, int, int], size: int | None, position: str, bounds: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The mask (H, W) and pattern (C, H, W) of a square checkerboard patch one pixel in from
-    a corner. ``size`` None: about a seventh of the image's side, at least 2 pixels."""
+    a corner, or from each of the four (``position="corners"``, as Turner et al. place the
+    clean-label trigger so that it survives flips and crops). ``size`` None: about a seventh
+    of the image's side, at least 2 pixels."""
     c, h, w = shape
     side = size if size is not None else max(2, round(min(h, w) / 7))
     if side < 1 or side + 1 > min(h, w):
         raise ConfigError(f"a {side}-pixel patch does not fit a {h}x{w} image")
-    if position not in _CORNERS:
-        raise ConfigError(f"position must be one of {', '.join(_CORNERS)}, got {position!r}")
-    top = h - side - 1 if position.startswith("bottom") else 1
-    left = w - side - 1 if position.endswith("right") else 1
+    if position not in (*_CORNERS, "corners"):
+        raise ConfigError(
+            f"position must be one of {', '.join(_CORNERS)} or corners, got {position!r}"
+        )
     mask = np.zeros((h, w), dtype=np.float32)
-    mask[top : top + side, left : left + side] = 1.0
+    for corner in _CORNERS if position == "corners" else (position,):
+        top = h - side - 1 if corner.startswith("bottom") else 1
+        left = w - side - 1 if corner.endswith("right") else 1
+        mask[top : top + side, left : left + side] = 1.0
     lo, hi = bounds
     rows, cols = np.indices((h, w))
     checker = np.where((rows + cols) % 2 == 0, hi, lo).astype(np.float32)

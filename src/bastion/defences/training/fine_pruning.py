@@ -20,10 +20,11 @@ from bastion.defences.training._common import like, split_data, torch_module
 __all__ = ["FinePruning"]
 
 
-def _last_hidden(module: nn.Module) -> nn.Module:
-    """The last convolution, or failing that the last linear layer before the output one."""
+def _last_hidden(module: nn.Module, layer: str = "conv") -> nn.Module:
+    """The last convolution (``layer="conv"``, when there is one), or the last linear layer
+    before the output one."""
     convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-    if convs:
+    if convs and layer == "conv":
         return convs[-1]
     linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
     if len(linears) < 2:
@@ -53,9 +54,19 @@ class FinePruning(Trainer):
     pruned model is then fine-tuned on the clean data with the pruned weights held at zero
     (``torch.nn.utils.prune`` masks, which survive in the state dict).
 
+    The paper prunes the last convolution (``layer="conv"``); in a network whose head has a
+    hidden linear layer, the backdoor may live there instead (``layer="linear"``). Measured on
+    the MNIST subset (BadNets 5%, SmallCNN, 500 clean images, ``benchmarks/poisoning.py``):
+    with the defaults the backdoor survives on 2 seeds of 3; ``layer="linear", lr=1e-2``
+    removes it on all 3 (attack success under 10%, clean accuracy within 3 points), and so
+    does fine-tuning alone at that rate (``fraction=0, lr=1e-2``): there, the learning rate
+    of the fine-tuning does the removing, not the pruning.
+
     Threat: a trojaned model; needs white-box access and a little clean labelled data.
 
     Args:
+        layer: which layer to prune: ``conv`` (the last convolution; the last hidden linear
+            layer in a network without one) or ``linear`` (the last hidden linear layer).
         fraction: prune exactly this share of the layer (None: prune by ``max_drop``).
         max_drop: the clean accuracy the pruning may cost before fine-tuning (0.05).
         epochs: fine-tuning epochs (10).
@@ -74,6 +85,7 @@ class FinePruning(Trainer):
     def __init__(
         self,
         *,
+        layer: str = "conv",
         fraction: float | None = None,
         max_drop: float = 0.05,
         epochs: int = 10,
@@ -81,6 +93,7 @@ class FinePruning(Trainer):
         batch_size: int = 64,
         seed: int = 0,
     ) -> None:
+        self.layer = layer
         self.fraction = fraction
         self.max_drop = max_drop
         self.epochs = epochs
@@ -89,6 +102,8 @@ class FinePruning(Trainer):
         self.seed = seed
 
     def _check_params(self) -> None:
+        if self.layer not in ("conv", "linear"):
+            raise ConfigError(f"layer is 'conv' or 'linear', got {self.layer!r}")
         if self.fraction is not None and not 0 <= self.fraction < 1:
             raise ConfigError(f"fraction must be in [0, 1), got {self.fraction}")
         if not 0 <= self.max_drop < 1:
@@ -105,7 +120,7 @@ class FinePruning(Trainer):
         order = rng.permutation(len(x))
         held = order[: max(1, len(x) // 5)]
         work = like(target, module, f"{target.name}+fine-pruning")
-        layer = _last_hidden(module)
+        layer = _last_hidden(module, self.layer)
 
         # mean activation of each unit (after the ReLU that follows: negative parts are dead)
         acts: list[torch.Tensor] = []

@@ -143,6 +143,7 @@ class AdversarialTraining(Trainer):
         val_fraction: float = 0.1,
         val_steps: int = 10,
         patience: int | None = None,
+        warmup: int = 5,
         from_scratch: bool = True,
         seed: int = 0,
     ) -> None:
@@ -157,6 +158,7 @@ class AdversarialTraining(Trainer):
         self.val_fraction = val_fraction
         self.val_steps = val_steps
         self.patience = patience
+        self.warmup = warmup
         self.from_scratch = from_scratch
         self.seed = seed
 
@@ -184,9 +186,21 @@ class AdversarialTraining(Trainer):
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be at least 1 (or None), got {self.patience}")
+        if self.warmup < 0:
+            raise ConfigError(f"warmup must be at least 0 epochs, got {self.warmup}")
 
-    def _step(self) -> float:
-        return self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.steps
+    def _step(self, eps: float) -> float:
+        """The attack's step for a ball of radius ``eps`` (a given step_size scales with it
+        during the warm-up)."""
+        if self.step_size is not None:
+            return self.step_size * eps / self.epsilon
+        return 2.5 * eps / self.steps
+
+    def _ramp(self, epoch: float) -> float:
+        """The share of epsilon trained against at ``epoch`` (fractional, counted from 0):
+        linear over the warm-up, which lasts ``warmup`` epochs but at most a third of them."""
+        length = min(self.warmup, self.epochs // 3)
+        return 1.0 if length == 0 else min(1.0, (epoch + 1e-9) / length)
 
     # ------------------------------------------------------------------ the hooks
     def perturb(
@@ -282,8 +296,10 @@ class AdversarialTraining(Trainer):
             for i in range(0, len(perm), self.batch_size):
                 idx = perm[i : i + self.batch_size]
                 x, y = x_tr[idx], y_tr[idx]
+                scale = self._ramp(epoch + i / len(perm))
+                ball = box if scale >= 1 else _Box(box.norm, box.eps * scale, box.bounds, rules)
                 module.eval()
-                x_adv = self.perturb(forward, x, y, box, gen)
+                x_adv = self.perturb(forward, x, y, ball, gen)
                 module.train()
                 loss, out = self.loss(forward, x, x_adv, y)
                 opt.zero_grad()
@@ -451,6 +467,9 @@ class PGDTraining(AdversarialTraining):
         val_steps: PGD steps of that measurement (10).
         patience: stop after this many epochs without a better robust validation accuracy
             (None: train every epoch; the best epoch's weights are returned either way).
+        warmup: epochs over which the training epsilon (and step) ramps up linearly from 0,
+            at most a third of ``epochs`` (5; 0 trains at full epsilon from the start). A
+            model trained from scratch against a large epsilon can otherwise sit at chance.
         from_scratch: re-initialize the weights first (True) or fine-tune them (False).
         seed: seed of the split, the batch order, the random starts and the weights (0).
 
@@ -466,7 +485,9 @@ class PGDTraining(AdversarialTraining):
     def perturb(
         self, forward: Forward, x: torch.Tensor, y: torch.Tensor, box: _Box, gen: torch.Generator
     ) -> torch.Tensor:
-        return pgd(forward, x, y, box, steps=self.steps, step_size=self._step(), generator=gen)
+        return pgd(
+            forward, x, y, box, steps=self.steps, step_size=self._step(box.eps), generator=gen
+        )
 
 
 @register_defence(
@@ -507,6 +528,7 @@ class Trades(AdversarialTraining):
         val_fraction: float = 0.1,
         val_steps: int = 10,
         patience: int | None = None,
+        warmup: int = 5,
         from_scratch: bool = True,
         seed: int = 0,
     ) -> None:
@@ -523,6 +545,7 @@ class Trades(AdversarialTraining):
             val_fraction=val_fraction,
             val_steps=val_steps,
             patience=patience,
+            warmup=warmup,
             from_scratch=from_scratch,
             seed=seed,
         )
@@ -544,7 +567,7 @@ class Trades(AdversarialTraining):
             x_adv.requires_grad_(True)
             kl = F.kl_div(F.log_softmax(forward(x_adv), dim=1), p_clean, reduction="sum")
             (grad,) = torch.autograd.grad(kl, x_adv)
-            x_adv = box(x, x_adv.detach() + self._step() * _ascend(grad, box.norm))
+            x_adv = box(x, x_adv.detach() + self._step(box.eps) * _ascend(grad, box.norm))
         return box.snap(x, x_adv).detach()
 
     def loss(
@@ -586,8 +609,10 @@ class FastAdversarialTraining(AdversarialTraining):
         robust = FastAdversarialTraining(epsilon=0.3, epochs=15).fit(target, dataset)
     """
 
-    def _step(self) -> float:
-        return self.step_size if self.step_size is not None else 1.25 * self.epsilon
+    def _step(self, eps: float) -> float:
+        if self.step_size is not None:
+            return self.step_size * eps / self.epsilon
+        return 1.25 * eps
 
     def perturb(
         self, forward: Forward, x: torch.Tensor, y: torch.Tensor, box: _Box, gen: torch.Generator
@@ -596,5 +621,5 @@ class FastAdversarialTraining(AdversarialTraining):
         start = project(start, Norm.L2, box.eps) if box.norm is Norm.L2 else start * box.eps
         x_adv = box(x, x + start).requires_grad_(True)
         (grad,) = torch.autograd.grad(F.cross_entropy(forward(x_adv), y), x_adv)
-        x_adv = box(x, x_adv.detach() + self._step() * _ascend(grad, box.norm))
+        x_adv = box(x, x_adv.detach() + self._step(box.eps) * _ascend(grad, box.norm))
         return box.snap(x, x_adv).detach()

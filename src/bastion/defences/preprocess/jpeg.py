@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from bastion.core.errors import ConfigError
 from bastion.core.registry import register_defence
-from bastion.core.threat import Access
 from bastion.defences.base import Preprocessor
+from bastion.defences.preprocess._common import IMAGE_TRANSFORM
 from bastion.defences.preprocess._image import require_images
 
 __all__ = ["JpegCompression", "jpeg"]
@@ -105,12 +105,7 @@ def jpeg(x: torch.Tensor, quality: int, *, rounding: bool = True) -> torch.Tenso
 
 @register_defence(
     "jpeg",
-    family="evasion",
-    defence_kind="preprocessor",
-    access=Access.WHITE_BOX,
-    data_kinds=("image",),
-    techniques=("AML.T0043", "AML.T0015"),
-    mitigations=("AML.M0010",),
+    **IMAGE_TRANSFORM,
     defaults={"quality": 75},
     fast={"quality": 50},
 )

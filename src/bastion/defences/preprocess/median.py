@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from bastion.core.errors import ConfigError
 from bastion.core.registry import register_defence
-from bastion.core.threat import Access
 from bastion.defences.base import Preprocessor
+from bastion.defences.preprocess._common import IMAGE_TRANSFORM
 from bastion.defences.preprocess._image import require_images
 
 __all__ = ["MedianFilter", "mean_filter", "median_filter"]
@@ -48,12 +48,7 @@ def mean_filter(x: torch.Tensor, size: int) -> torch.Tensor:
 
 @register_defence(
     "median",
-    family="evasion",
-    defence_kind="preprocessor",
-    access=Access.WHITE_BOX,
-    data_kinds=("image",),
-    techniques=("AML.T0043", "AML.T0015"),
-    mitigations=("AML.M0010",),
+    **IMAGE_TRANSFORM,
     defaults={"size": 2},
     fast={"size": 2},
 )

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from bastion.core.errors import ConfigError
 from bastion.core.registry import register_defence
-from bastion.core.threat import Access
 from bastion.defences.base import Preprocessor
+from bastion.defences.preprocess._common import IMAGE_TRANSFORM
 from bastion.defences.preprocess._image import require_images
 
 __all__ = ["ResizePad"]
@@ -21,12 +21,7 @@ _LOCK = threading.Lock()
 
 @register_defence(
     "resize-pad",
-    family="evasion",
-    defence_kind="preprocessor",
-    access=Access.WHITE_BOX,
-    data_kinds=("image",),
-    techniques=("AML.T0043", "AML.T0015"),
-    mitigations=("AML.M0010",),
+    **IMAGE_TRANSFORM,
     defaults={"max_scale": 1.1},
     fast={"max_scale": 1.1},
 )

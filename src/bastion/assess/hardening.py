@@ -620,6 +620,7 @@ def harden(
     checkpoint: Any = None,
     progress: ProgressFn | None = None,
     on_recipe: Callable[[Recipe], None] | None = None,
+    constraints: Any = None,
 ) -> Hardened:
     """Harden ``target`` with ``method`` (``name`` or ``name:param=value,...``) and measure
     it before and after with the evaluation.
@@ -627,6 +628,8 @@ def harden(
     Adversarial trainers train against the largest of ``epsilons`` unless their parameters
     say otherwise. ``on_recipe`` is called with the recipe (and its cost estimate) before
     anything is trained. ``checkpoint`` is where training saves each epoch and resumes from.
+    ``constraints`` (tabular :class:`~bastion.core.constraints.Constraints`) bound the
+    adversarial trainers' perturbations to what an adversary can change.
     """
     from bastion.core.errors import ConfigError
     from bastion.core.registry import DEFENCES
@@ -646,6 +649,8 @@ def harden(
     threat = Threat(norm=norm_value, epsilons=eps)
     entry = DEFENCES.get(name)
     params = entry.validate(params)
+    if constraints is not None and name not in ("pgd-at", "trades", "fast-at"):
+        raise ConfigError(f"--constraints applies to pgd-at, trades and fast-at, not {name}")
     if name in ("pgd-at", "trades", "fast-at"):
         params.setdefault("epsilon", max(eps))
         params.setdefault("norm", norm_value.value)
@@ -677,7 +682,8 @@ def harden(
             if progress is not None:
                 progress("training", done, total)
 
-        after = defence.fit(target, data, progress=epoch, checkpoint=checkpoint)
+        extra: dict[str, Any] = {"constraints": constraints} if constraints is not None else {}
+        after = defence.fit(target, data, progress=epoch, checkpoint=checkpoint, **extra)
         if name == "smoothing":
             # certified robustness is the smoothed classifier's; the empirical figures below
             # are its noise-trained base model's (the smoothed one answers votes, no gradients)

@@ -71,6 +71,13 @@ def harden(
         typer.Option(help="For a state-dict .pt file: the architecture, package.module:factory."),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    constraints: Annotated[
+        Path | None,
+        typer.Option(
+            help="Tabular data: a constraints file (immutable, stepped features, ranges) that "
+            "adversarial training's perturbations respect."
+        ),
+    ] = None,
     restart: Annotated[
         bool,
         typer.Option(
@@ -104,6 +111,7 @@ def harden(
             fmt,
             arch,
             device,
+            constraints,
             restart,
             dry_run,
         )
@@ -123,6 +131,7 @@ def _harden(
     fmt: str,
     arch: str | None,
     device: str,
+    constraints: Path | None,
     restart: bool,
     dry_run: bool,
 ) -> None:
@@ -137,6 +146,11 @@ def _harden(
         raise ConfigError(f"--samples must be at least 1, got {samples}")
     epsilons = _floats(eps, "--eps") if eps is not None else None
     formats = parse_formats(fmt)
+    rules = None
+    if constraints is not None:
+        from bastion.core.constraints import Constraints
+
+        rules = Constraints.load(constraints)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
 
@@ -184,6 +198,7 @@ def _harden(
                 checkpoint=checkpoint,
                 progress=step,
                 on_recipe=said,
+                constraints=rules,
             )
         except KeyboardInterrupt:
             console.print(

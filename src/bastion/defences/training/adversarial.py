@@ -265,6 +265,9 @@ class AdversarialTraining(Trainer):
 
         rules = None
         if constraints is not None:
+            names = getattr(data, "feature_names", None)
+            if names:
+                constraints = constraints.with_columns(names)
             rules = constraints.resolve(int(np.prod(x_all.shape[1:])), target.bounds)
             rules.check_data(torch.from_numpy(x_all))
         box = _Box(self._norm(), float(self.epsilon), target.bounds, rules)

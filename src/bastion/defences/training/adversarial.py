@@ -6,8 +6,9 @@ perturbed batch is trained on (:meth:`~AdversarialTraining.loss`). The loop hold
 validation split and measures robust accuracy on it under PGD after every epoch; the weights
 with the best robust validation accuracy are the ones returned (early stopping against robust
 overfitting: Rice, Wong, Kolter, "Overfitting in adversarially robust deep learning", 2020,
-arXiv:2002.11569), and a sudden collapse of robust accuracy (catastrophic overfitting, the
-failure of single-step training) is detected, reported and stops the run.
+arXiv:2002.11569), and a collapse of robust accuracy (catastrophic overfitting, the failure of
+single-step training: after the warm-up, below half its best and at least 5 points under it)
+is detected, reported and stops the run.
 
 Epsilon is in the units of the model's inputs (before any normalization the target applies),
 like the threat of a scan. Training can be resumed: give ``fit`` a checkpoint path and an
@@ -48,8 +49,10 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
-#: robust validation accuracy falling this far below its best, in one epoch, is a collapse
-_COLLAPSE = 0.2
+#: after the warm-up, robust validation accuracy below this share of its best so far, and at
+#: least _COLLAPSE_POINTS below it, is a collapse (catastrophic overfitting)
+_COLLAPSE_SHARE = 0.5
+_COLLAPSE_POINTS = 0.05
 
 
 def reinit(module: nn.Module, seed: int) -> nn.Module:
@@ -322,8 +325,10 @@ class AdversarialTraining(Trainer):
                 "seconds": time.perf_counter() - t0,
                 "collapsed": False,
             }
-            if best is not None and robust < best["robust_accuracy"] - _COLLAPSE:
-                # robust accuracy collapsed in one epoch: catastrophic overfitting
+            warm = epoch + 1 > min(self.warmup, self.epochs // 3)
+            top = best["robust_accuracy"] if best is not None else 0.0
+            if warm and robust < _COLLAPSE_SHARE * top and top - robust >= _COLLAPSE_POINTS:
+                # robust accuracy collapsed: catastrophic overfitting
                 record["collapsed"] = True
                 self.catastrophic_overfitting_ = epoch + 1
                 log.warning(

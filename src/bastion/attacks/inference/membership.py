@@ -259,6 +259,8 @@ class _ShadowSettings(MembershipInference):
     lr: float
     weight_decay: float
     batch_size: int
+    label_smoothing: float
+    patience: int | None
     n_jobs: int
     cache_dir: str | None
 
@@ -271,6 +273,8 @@ class _ShadowSettings(MembershipInference):
             lr=self.lr,
             batch_size=self.batch_size,
             weight_decay=self.weight_decay,
+            label_smoothing=self.label_smoothing,
+            patience=self.patience,
         )
 
     def _check_shadows(self, least: int) -> None:
@@ -321,8 +325,10 @@ class ShadowMembership(_ShadowSettings):
 
     Args:
         shadows: shadow models (4).
-        arch, hidden, epochs, lr, weight_decay, batch_size: the shadows' recipe for a
-            non-scikit-learn target (an MLP or a CNN, 100 epochs, no weight decay).
+        arch, hidden, epochs, lr, weight_decay, batch_size, label_smoothing, patience:
+            the shadows' recipe for a non-scikit-learn target (an MLP or a CNN, 100 epochs,
+            no weight decay, no label smoothing, no early stopping; see
+            :class:`~bastion.zoo.fit.FitSettings`).
         n_jobs: processes that train shadows (1; -1 for every core).
         cache_dir: a folder that keeps the shadows' answers between runs (None).
 
@@ -340,6 +346,8 @@ class ShadowMembership(_ShadowSettings):
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         batch_size: int = 64,
+        label_smoothing: float = 0.0,
+        patience: int | None = None,
         n_jobs: int = 1,
         cache_dir: str | None = None,
     ) -> None:
@@ -350,6 +358,8 @@ class ShadowMembership(_ShadowSettings):
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.label_smoothing = label_smoothing
+        self.patience = patience
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
 
@@ -415,8 +425,9 @@ class LiRA(_ShadowSettings):
         online: train IN and OUT shadows (True), or OUT only (False).
         global_variance: one variance for every candidate (True), as the paper advises with
             fewer than 64 shadows.
-        arch, hidden, epochs, lr, weight_decay, batch_size: the shadows' recipe for a
-            non-scikit-learn target.
+        arch, hidden, epochs, lr, weight_decay, batch_size, label_smoothing, patience:
+            the shadows' recipe for a non-scikit-learn target (see
+            :class:`~bastion.zoo.fit.FitSettings`).
         n_jobs: processes that train shadows (1; -1 for every core).
         cache_dir: a folder that keeps the shadows' answers between runs (None).
 
@@ -440,6 +451,8 @@ class LiRA(_ShadowSettings):
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         batch_size: int = 64,
+        label_smoothing: float = 0.0,
+        patience: int | None = None,
         n_jobs: int = 1,
         cache_dir: str | None = None,
     ) -> None:
@@ -452,6 +465,8 @@ class LiRA(_ShadowSettings):
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.label_smoothing = label_smoothing
+        self.patience = patience
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
 

@@ -64,7 +64,7 @@ def test_mi_face_refuses_what_it_cannot_do(cnn: TorchTarget) -> None:
         ATTACKS.create("mi-face").run(labels)
     with pytest.raises(ConfigError, match="white-box"):
         ATTACKS.create("mi-face", gradients="exact").run(_scores_only(cnn))
-    with pytest.raises(DataError, match="0..9"):
+    with pytest.raises(DataError, match=r"0\.\.9"):
         ATTACKS.create("mi-face").run(cnn, [12])
     with pytest.raises(ConfigError, match="at least"):
         ATTACKS.create("mi-face", gradients="estimated", max_queries=50).run(cnn, [1])
@@ -120,7 +120,7 @@ def test_attribute_inference_bins_a_continuous_column_and_checks_its_input() -> 
     assert len(r.values) == 4 and len(r.edges) == 3 and r.queries == 200
     with pytest.raises(ConfigError, match="feature=N"):
         ATTACKS.create("attribute-inference").run(target, xt, yt, x_aux=xt)
-    with pytest.raises(ConfigError, match="0..5"):
+    with pytest.raises(ConfigError, match=r"0\.\.5"):
         ATTACKS.create("attribute-inference", feature=9).run(target, xt, yt, x_aux=xt)
     with pytest.raises(DataError, match="x_aux"):
         ATTACKS.create("attribute-inference", feature=1).run(target, xt, yt)

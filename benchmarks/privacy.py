@@ -313,7 +313,11 @@ def ownership(rate: float) -> None:
     )
     print("  copies stolen by knockoff (the adversary's pool: the 360 test images), each")
     print("  through a fresh watermarked endpoint; verified on the records of its own queries")
-    print(f"  {'copy':38} {'fidelity':>8} {'matches':>9} {'p-value':>9} {'claim':>6}")
+    print("  matches: the watermark's class; trials: records where the copy differs from the")
+    print("  model's own answer (the exact conditional test at 1/9); records: inputs recorded")
+    print(
+        f"  {'copy':38} {'fidelity':>8} {'matches/trials/records':>22} {'p-value':>9} {'claim':>6}"
+    )
     for budget in (250, 500, 1000, 2000):
         for soft, arch in ((False, "auto"), (True, "auto"), (False, "mlp")):
             served = WatermarkedTarget(owner, rate=rate, key="benchmark")
@@ -324,7 +328,7 @@ def ownership(rate: float) -> None:
             v = verify_ownership(r.as_target(), served)
             label = f"knockoff {budget} {'scores' if soft else 'labels'} {arch}"
             print(
-                f"  {label:38} {r.fidelity:8.1%} {v.matches:>4}/{v.records:<4} "
+                f"  {label:38} {r.fidelity:8.1%} {f'{v.matches}/{v.trials}/{v.records}':>22} "
                 f"{v.p_value:9.1e} {'yes' if v.copied else 'no':>6}"
             )
     # independent models, against the records of a 2,000-query theft
@@ -348,7 +352,7 @@ def ownership(rate: float) -> None:
         acc = float((t.predict(xte) == yte).float().mean())
         label = f"{arch} seed {seed}{' (test split)' if test else ''}, acc {acc:.1%}"
         print(
-            f"  {label:38} {'':8} {v.matches:>4}/{v.records:<4} {v.p_value:9.1e} "
+            f"  {label:38} {'':8} {f'{v.matches}/{v.trials}/{v.records}':>22} {v.p_value:9.1e} "
             f"{'yes' if v.copied else 'no':>6}"
         )
     print(f"  false claims: {claims} of {len(models)}")

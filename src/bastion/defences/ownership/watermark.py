@@ -6,10 +6,10 @@ copy trained on its answers (an extraction attack) learns the wrong answers with
 while an independently trained model has no reason to give them. :func:`verify_ownership`
 asks a suspect model about the recorded inputs and gives the probability of its agreement
 under the hypothesis that it was made independently of the watermark: a binomial tail at the
-null rate, which for ``C > 2`` classes is at most ``1 / (C - 1)`` (the wrong class is drawn
-uniformly from the ``C - 1`` classes other than the served model's, and an independent model
-cannot know which), so the p-value needs no reference models; with two classes, or to report
-how independent models actually behave, the null rate is estimated from reference models.
+null rate. With more than two classes the test needs no reference models: the wrong class
+is drawn uniformly from the ``C - 1`` classes other than the served model's, and a model made
+without the key matches it, where it disagrees with the served model, one time in ``C - 1``;
+with two classes the null rate is measured on reference models.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class WatermarkedTarget(Target):
         self.max_records = max_records
         self.output_kind = inner.output_kind
         self.access = Access.SCORES if inner.access.rank >= Access.SCORES.rank else inner.access
-        self._records: dict[bytes, tuple[np.ndarray, int]] = {}
+        self._records: dict[bytes, tuple[np.ndarray, int, int]] = {}
         self._records_lock = threading.Lock()
 
     @property
@@ -113,20 +113,23 @@ class WatermarkedTarget(Target):
                 a, b = out[i, top].clone(), out[i, wrong].clone()
                 out[i, top], out[i, wrong] = b, a
             with self._records_lock:
-                self._records[digest] = (row.reshape(x.shape[1:]), wrong)
+                self._records[digest] = (row.reshape(x.shape[1:]), wrong, top)
                 while len(self._records) > self.max_records:
                     self._records.pop(next(iter(self._records)))
         return out
 
-    def records(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The watermarked inputs answered so far and the classes answered for them."""
+    def records(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The watermarked inputs answered so far, the classes answered for them, and the
+        classes the model itself gave them."""
         with self._records_lock:
             items = list(self._records.values())
         shape = self.input_shape or ()
         if not items:
-            return torch.empty((0, *shape)), torch.empty(0, dtype=torch.long)
-        x = torch.from_numpy(np.stack([r for r, _ in items]))
-        return x, torch.tensor([w for _, w in items], dtype=torch.long)
+            empty = torch.empty(0, dtype=torch.long)
+            return torch.empty((0, *shape)), empty, empty
+        x = torch.from_numpy(np.stack([r for r, _, _ in items]))
+        answered = torch.tensor([w for _, w, _ in items], dtype=torch.long)
+        return x, answered, torch.tensor([t for _, _, t in items], dtype=torch.long)
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
@@ -142,15 +145,21 @@ class OwnershipResult:
     Attributes:
         matches: recorded inputs on which the suspect gives the watermark's class.
         records: recorded inputs asked about.
-        null_rate: the agreement expected of an independently made model.
-        p_value: the probability of at least ``matches`` agreements at ``null_rate``.
+        trials: the records the test counts: those on which the suspect disagrees with the
+            served model's own answer (the conditional test), or every record.
+        null_rate: the chance of a match per trial for an independently made model.
+        method: ``conditional`` (exact, needs more than two classes), ``references`` (the
+            null rate measured on reference models), ``given`` or ``bound``.
+        p_value: the probability of at least ``matches`` in ``trials`` at ``null_rate``.
         alpha: the significance level of the claim.
         queries: queries spent on the suspect.
     """
 
     matches: int
     records: int
+    trials: int
     null_rate: float
+    method: str
     p_value: float
     alpha: float
     queries: int
@@ -214,7 +223,7 @@ def null_agreement(
 
 def verify_ownership(
     suspect: Target,
-    watermark: WatermarkedTarget | tuple[torch.Tensor, torch.Tensor],
+    watermark: WatermarkedTarget | tuple[torch.Tensor, ...],
     *,
     null_rate: float | None = None,
     references: list[Target] | None = None,
@@ -223,38 +232,58 @@ def verify_ownership(
     """Test whether ``suspect`` was copied from the watermarked model.
 
     Asks the suspect (labels suffice) about the watermark's recorded inputs and counts how
-    often it gives the watermark's class. The null rate is ``null_rate`` if given; else, with
-    ``references`` (models made independently, say by the owner with other seeds), the upper
-    end of the 95% (Clopper-Pearson) interval of their agreement, raised to at least the
-    ``1 / (C - 1)`` bound when ``C > 2``; else that bound (two classes need references or a
-    ``null_rate``). A copy of the weights themselves (not trained on the answers) does not
-    carry this watermark.
+    often it gives the watermark's class. ``watermark`` is the served target, or its records
+    ``(x, answered)`` or ``(x, answered, own)``.
+
+    The test, by default, is conditional and exact: on every record where the suspect's
+    class differs from the served model's own, an independently made model gives the
+    watermark's class with probability ``1 / (C - 1)`` (the key drew it uniformly from those
+    ``C - 1`` classes), so the matches are binomial over those records. Given ``null_rate``,
+    or ``references`` (models made independently, say by the owner with other seeds; the
+    null rate is the upper end of the 95% Clopper-Pearson interval of their agreement), every
+    record counts instead; with two classes one of these is needed. A copy of the weights
+    themselves (not trained on the answers) does not carry this watermark.
     """
-    x, labels = watermark.records() if isinstance(watermark, WatermarkedTarget) else watermark
+    own: torch.Tensor | None
+    if isinstance(watermark, WatermarkedTarget):
+        x, labels, own = watermark.records()
+    elif len(watermark) in (2, 3):
+        x, labels = watermark[0], watermark[1]
+        own = watermark[2] if len(watermark) == 3 else None
+    else:
+        raise DataError("watermark records are (x, answered) or (x, answered, own)")
     if len(x) == 0:
         raise DataError("the watermark has no records yet: nothing was answered with it")
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     k = suspect.num_classes
-    bound = 1 / (k - 1) if k > 2 else None
-    if null_rate is None and references:
-        hits, total = null_agreement(references, x, labels)
-        null_rate = max(_upper_bound(hits, total), bound or 0.0)
-    if null_rate is None:
-        if bound is None:
-            raise ConfigError(
-                "with two classes the null rate needs reference models (references=) or a null_rate"
-            )
-        null_rate = bound
-    if not 0 < null_rate < 1:
+    if k == 2 and null_rate is None and not references:
+        raise ConfigError(
+            "with two classes the null rate needs reference models (references=) or a null_rate"
+        )
+    if null_rate is not None and not 0 < null_rate < 1:
         raise ConfigError(f"null_rate must be in (0, 1), got {null_rate}")
     before = suspect.queries
-    matches = int((suspect.predict(x.to(suspect.device)).cpu() == labels).sum())
+    pred = suspect.predict(x.to(suspect.device)).cpu()
+    matches = int((pred == labels.cpu()).sum())
+    trials = len(labels)
+    if null_rate is not None:
+        method = "given"
+    elif references:
+        hits, total = null_agreement(references, x, labels)
+        null_rate, method = _upper_bound(hits, total), "references"
+    elif own is not None:
+        trials = int((pred != own.cpu()).sum())
+        null_rate, method = 1 / (k - 1), "conditional"
+    else:
+        null_rate, method = 1 / (k - 1), "bound"
     return OwnershipResult(
         matches=matches,
         records=len(labels),
+        trials=trials,
         null_rate=float(null_rate),
-        p_value=_binomial_tail(matches, len(labels), null_rate),
+        method=method,
+        p_value=_binomial_tail(matches, trials, null_rate),
         alpha=alpha,
         queries=suspect.queries - before,
     )

@@ -147,6 +147,11 @@ def membership(jobs: int, shadows: int, cache: str | None) -> None:
         ("label-only", "label-only-membership", {}),
         (f"LiRA online, {shadows} shadows", "lira", {"shadows": shadows, **shadow}),
         (
+            f"LiRA online, {shadows} shadows, 4 queries",
+            "lira",
+            {"shadows": shadows, "queries": 4, "noise": 0.02, **shadow},
+        ),
+        (
             f"LiRA offline, {shadows} shadows",
             "lira",
             {"shadows": shadows, "online": False, **shadow},

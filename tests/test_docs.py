@@ -208,3 +208,4 @@ def test_privacy_python_example(capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(blocks[0], "privacy.md", "exec"), {})
     out = capsys.readouterr().out
     assert "probabilities 10" in out and "65 queries, fidelity 100.0%" in out
+    assert "estimated torch.Size([3, 1, 8, 8]) True" in out and "watermark: " in out

@@ -12,6 +12,7 @@ import torch
 
 from bastion.assess.membership import membership_assessment
 from bastion.attacks.inference.roc import auc, roc, tpr_at_fpr
+from bastion.core.errors import ConfigError
 from bastion.core.registry import ATTACKS
 from bastion.core.targets import TorchTarget
 from bastion.data import load_dataset
@@ -67,8 +68,9 @@ def test_roc_helpers_agree_with_their_definitions() -> None:
         ("shadow", {"shadows": 2, **SHADOW}),
         ("lira", {"shadows": 6, **SHADOW}),
         ("lira", {"shadows": 4, "online": False, **SHADOW}),
+        ("lira", {"shadows": 4, "queries": 3, **SHADOW}),
     ],
-    ids=["loss", "confidence", "label-only", "shadow", "lira-online", "lira-offline"],
+    ids=["loss", "confidence", "label-only", "shadow", "lira-online", "lira-offline", "lira-3"],
 )
 def test_membership_beats_chance_and_not_without_members(
     setup: dict[str, Any], name: str, params: dict[str, Any], tmp_path: Path
@@ -83,7 +85,7 @@ def test_membership_beats_chance_and_not_without_members(
         target, setup["x"], setup["y"], setup["member"], **kw
     )
     assert result.auc_ci[0] > 0.5, result.auc
-    assert result.queries >= 2 * N
+    assert result.queries >= 2 * N * params.get("queries", 1)
     # the same attack against a model that never saw the candidates is at chance
     other = setup["independent"]
     if name == "label-only-membership":
@@ -164,3 +166,19 @@ def test_membership_assessment_reports_low_fpr_and_a_log_roc(
     assert all(min(s["x"]) > 0 for s in roc_art.data["series"])
     write_report(Report([assessment]), tmp_path / "r", ["html", "json", "md", "sarif"])
     assert "Membership inference" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_early_stopping_keeps_the_best_epoch_and_leaks_less(setup: dict[str, Any]) -> None:
+    x, y, member = setup["x"], setup["y"], setup["member"]
+    settings = FitSettings(arch="mlp", hidden=128, epochs=60, lr=3e-3, batch_size=32, patience=3)
+    model = build_model((64,), 10, settings, seed=1)
+    record: dict[str, Any] = {}
+    fit_model(model, x[:N], y[:N], settings, seed=1, record=record)
+    assert record["best_epoch"] <= record["epochs"] < 60
+    assert record["epochs"] - record["best_epoch"] == 3
+    stopped = TorchTarget(model, num_classes=10, input_shape=(64,))
+    early = ATTACKS.create("loss-threshold").run(stopped, x, y, member).auc
+    full = ATTACKS.create("loss-threshold").run(setup["target"], x, y, member).auc
+    assert early < full
+    with pytest.raises(ConfigError, match="patience"):
+        FitSettings(patience=0).check()

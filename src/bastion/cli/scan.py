@@ -296,8 +296,8 @@ def scan(
     family: Annotated[
         str | None,
         typer.Option(
-            help="Assessments to run, comma-separated: evasion, extraction, membership "
-            "(default: evasion, and membership when --members is given)."
+            help="Assessments to run, comma-separated: evasion, extraction, membership, "
+            "inversion (default: evasion, and membership when --members is given)."
         ),
     ] = None,
     members: Annotated[
@@ -406,7 +406,7 @@ def scan(
         ATTACKS.get(name).validate(values)
     # settings of the extraction and membership attacks go to their assessments; the rest
     # (evasion, the universal patch and uap) stay with the evasion scan, which refuses others
-    privacy_families = ("extraction", "membership", "recon")
+    privacy_families = ("extraction", "membership", "recon", "inversion")
     other_params = {n: v for n, v in params.items() if ATTACKS.get(n).family in privacy_families}
     params = {n: v for n, v in params.items() if n not in other_params}
     other_names = [n for n in attack_names or [] if ATTACKS.get(n).family in privacy_families]
@@ -476,7 +476,7 @@ def scan(
             )
 
         privacy: list[Assessment] = []
-        if "extraction" in families or "membership" in families:
+        if {"extraction", "membership", "inversion"} & set(families):
             bar.update(task, description="stealing and probing the model", completed=0, total=None)
             privacy = _privacy(
                 tgt, dataset, families, members, other_params, seed, label_column, other_names
@@ -618,7 +618,7 @@ def scan(
         raise typer.Exit(1)
 
 
-_FAMILIES = ("evasion", "extraction", "membership")
+_FAMILIES = ("evasion", "extraction", "membership", "inversion")
 
 
 def _families(text: str | None, have_members: bool) -> list[str]:
@@ -642,8 +642,8 @@ def _privacy(
     label_column: str,
     chosen: list[str],
 ) -> list[Any]:
-    """The extraction and membership assessments asked for; ``chosen``: the attacks named
-    by --attacks (those of each family replace its defaults)."""
+    """The extraction, membership and inversion assessments asked for; ``chosen``: the
+    attacks named by --attacks (those of each family replace its defaults)."""
     out = []
     if "extraction" in families:
         from bastion.assess.extraction import extraction_assessment
@@ -676,6 +676,25 @@ def _privacy(
                 shadow_cache=cache_dir() / "shadows",
             )
         )
+    if "inversion" in families:
+        from bastion.assess.inversion import inversion_assessment
+
+        names = [n for n in chosen if _family_of(n) == "inversion"] or None
+        rows = None
+        if members is not None:
+            from bastion.data import load_data
+
+            rows = load_data(
+                members,
+                label_column=label_column,
+                bounds=dataset.bounds,
+                num_classes=dataset.num_classes,
+            )
+        out.append(
+            inversion_assessment(
+                target, dataset, members=rows, attacks=names, attack_params=params, seed=seed
+            )
+        )
     return out
 
 
@@ -690,9 +709,8 @@ def _privacy_summary(a: Any) -> None:
 
     console.print(f"[bold]{a.title}[/] ({a.seconds:.1f} s)", highlight=False)
     for m in a.metrics:
-        if m.name in ("fidelity", "transfer_rate", "auc") or (
-            m.name == "tpr" and m.at.get("fpr") == 0.01
-        ):
+        shown = ("fidelity", "transfer_rate", "auc", "recognizable", "attribute_accuracy")
+        if m.name in shown or (m.name == "tpr" and m.at.get("fpr") == 0.01):
             value, ci = metric_text(m)
             console.print(f"  {m.label}: [bold]{value}[/] {ci}", highlight=False)
     for f in a.findings:

@@ -1,5 +1,11 @@
 """Inference attacks: what a model leaks about its training data (ATLAS AML.T0024.000, .001)."""
 
+from bastion.attacks.inference.inversion import (
+    AttributeInference,
+    AttributeResult,
+    InversionResult,
+    MIFace,
+)
 from bastion.attacks.inference.membership import (
     LabelOnlyMembership,
     LiRA,
@@ -10,9 +16,13 @@ from bastion.attacks.inference.membership import (
 )
 
 __all__ = [
+    "AttributeInference",
+    "AttributeResult",
+    "InversionResult",
     "LabelOnlyMembership",
     "LiRA",
     "LossThreshold",
+    "MIFace",
     "MembershipInference",
     "MembershipResult",
     "ShadowMembership",

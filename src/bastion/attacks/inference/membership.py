@@ -259,6 +259,8 @@ class _ShadowSettings(MembershipInference):
     lr: float
     weight_decay: float
     batch_size: int
+    label_smoothing: float
+    patience: int | None
     n_jobs: int
     cache_dir: str | None
 
@@ -271,6 +273,8 @@ class _ShadowSettings(MembershipInference):
             lr=self.lr,
             batch_size=self.batch_size,
             weight_decay=self.weight_decay,
+            label_smoothing=self.label_smoothing,
+            patience=self.patience,
         )
 
     def _check_shadows(self, least: int) -> None:
@@ -321,8 +325,10 @@ class ShadowMembership(_ShadowSettings):
 
     Args:
         shadows: shadow models (4).
-        arch, hidden, epochs, lr, weight_decay, batch_size: the shadows' recipe for a
-            non-scikit-learn target (an MLP or a CNN, 100 epochs, no weight decay).
+        arch, hidden, epochs, lr, weight_decay, batch_size, label_smoothing, patience:
+            the shadows' recipe for a non-scikit-learn target (an MLP or a CNN, 100 epochs,
+            no weight decay, no label smoothing, no early stopping; see
+            :class:`~bastion.zoo.fit.FitSettings`).
         n_jobs: processes that train shadows (1; -1 for every core).
         cache_dir: a folder that keeps the shadows' answers between runs (None).
 
@@ -340,6 +346,8 @@ class ShadowMembership(_ShadowSettings):
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         batch_size: int = 64,
+        label_smoothing: float = 0.0,
+        patience: int | None = None,
         n_jobs: int = 1,
         cache_dir: str | None = None,
     ) -> None:
@@ -350,6 +358,8 @@ class ShadowMembership(_ShadowSettings):
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.label_smoothing = label_smoothing
+        self.patience = patience
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
 
@@ -415,8 +425,14 @@ class LiRA(_ShadowSettings):
         online: train IN and OUT shadows (True), or OUT only (False).
         global_variance: one variance for every candidate (True), as the paper advises with
             fewer than 64 shadows.
-        arch, hidden, epochs, lr, weight_decay, batch_size: the shadows' recipe for a
-            non-scikit-learn target.
+        queries: answers per candidate (1): with more, the target and the shadows are also
+            asked about ``queries - 1`` noisy copies of each candidate (Gaussian noise of
+            ``noise`` times the input range, the same copies for all), each copy gets its
+            own Gaussian fits, and the scores add up (the paper's augmented queries).
+        noise: the copies' noise, as a share of the input range (0.02).
+        arch, hidden, epochs, lr, weight_decay, batch_size, label_smoothing, patience:
+            the shadows' recipe for a non-scikit-learn target (see
+            :class:`~bastion.zoo.fit.FitSettings`).
         n_jobs: processes that train shadows (1; -1 for every core).
         cache_dir: a folder that keeps the shadows' answers between runs (None).
 
@@ -434,29 +450,40 @@ class LiRA(_ShadowSettings):
         shadows: int = 16,
         online: bool = True,
         global_variance: bool = True,
+        queries: int = 1,
+        noise: float = 0.02,
         arch: str = "auto",
         hidden: int = 128,
         epochs: int = 100,
         lr: float = 3e-3,
         weight_decay: float = 0.0,
         batch_size: int = 64,
+        label_smoothing: float = 0.0,
+        patience: int | None = None,
         n_jobs: int = 1,
         cache_dir: str | None = None,
     ) -> None:
         self.shadows = shadows
         self.online = online
         self.global_variance = global_variance
+        self.queries = queries
+        self.noise = noise
         self.arch = arch
         self.hidden = hidden
         self.epochs = epochs
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
+        self.label_smoothing = label_smoothing
+        self.patience = patience
         self.n_jobs = n_jobs
         self.cache_dir = cache_dir
 
     def _check_params(self) -> None:
         self._check_shadows(2)
+        self._at_least(queries=1)
+        if not self.noise > 0:
+            raise ConfigError(f"lira noise must be positive, got {self.noise}")
 
     def _scores(self, target, x, y, x_aux, y_aux, gen, notes):  # type: ignore[no-untyped-def]
         xc, yc = x.cpu().numpy(), y.cpu().numpy()
@@ -475,18 +502,34 @@ class LiRA(_ShadowSettings):
             keep[gen.permutation(n)[: n // 2]] = True
             jobs.append(ShadowJob(i, np.flatnonzero(keep), int(gen.integers(2**31))))
             masks.append(keep[: len(xc)] if self.online else np.zeros(len(xc), dtype=bool))
-        proba = self._train(target, pop_x, pop_y, xc, jobs)
-        phi = np.stack([_logit_confidence(p, yc) for p in proba])  # (shadows, N)
+        lo, hi = target.bounds
+        views = [xc]
+        tg = torch.Generator().manual_seed(int(gen.integers(2**31)))
+        for _ in range(self.queries - 1):
+            shift = self.noise * (hi - lo) * torch.randn(x.shape, generator=tg).numpy()
+            views.append(np.clip(xc + shift.astype(xc.dtype), lo, hi))
+        xq = np.concatenate(views)
+        proba = self._train(target, pop_x, pop_y, xq, jobs)
+        yq = np.tile(yc, self.queries)
         inside = np.stack(masks)
-        observed = _logit_confidence(_log_probabilities(target, x), yc)
-        out_mu, out_sd = _gaussian(phi, ~inside, self.global_variance)
-        if not self.online:
-            return (observed - out_mu) / out_sd  # type: ignore[no-any-return]
-        in_mu, in_sd = _gaussian(phi, inside, self.global_variance)
+        seen = _logit_confidence(
+            _log_probabilities(target, torch.from_numpy(xq).to(x)), yq
+        ).reshape(self.queries, len(xc))
+        total = np.zeros(len(xc))
+        for v in range(self.queries):
+            part = slice(v * len(xc), (v + 1) * len(xc))
+            phi = np.stack([_logit_confidence(p[part], yc) for p in proba])  # (shadows, N)
+            observed = seen[v]
+            out_mu, out_sd = _gaussian(phi, ~inside, self.global_variance)
+            if not self.online:
+                total += (observed - out_mu) / out_sd
+                continue
+            in_mu, in_sd = _gaussian(phi, inside, self.global_variance)
+            total += _log_normal(observed, in_mu, in_sd) - _log_normal(observed, out_mu, out_sd)
         missing = ~inside.any(axis=0) | inside.all(axis=0)
-        if missing.any():
+        if self.online and missing.any():
             notes.append(f"{int(missing.sum())} candidates lacked IN or OUT shadows")
-        return _log_normal(observed, in_mu, in_sd) - _log_normal(observed, out_mu, out_sd)
+        return total
 
 
 def _gaussian(

@@ -78,7 +78,9 @@ def _fit_one(
         model = build_model(x.shape[1:], num_classes, recipe, seed=job.seed)
         fit_model(model, torch.from_numpy(xt), torch.from_numpy(yt), recipe, seed=job.seed)
         with torch.no_grad():
-            return model(torch.from_numpy(xq)).double().log_softmax(dim=1).numpy()  # type: ignore[no-any-return]
+            # a worker process may get xq as a read-only memory map, which torch will not wrap
+            queries = torch.from_numpy(np.array(xq, copy=True))
+            return model(queries).double().log_softmax(dim=1).numpy()  # type: ignore[no-any-return]
     from sklearn.base import clone
 
     est = clone(recipe)

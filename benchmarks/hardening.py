@@ -51,7 +51,7 @@ def main() -> None:
     print(f"undefended: {_line(before, args.eps)}", flush=True)
     for name in args.methods.split(","):
         params = {"epsilon": args.eps, "epochs": args.epochs, "seed": args.seed}
-        if name != "fast-at":
+        if name not in ("fast-at", "n-fgsm"):
             params["steps"] = args.steps
         trainer = DEFENCES.create(name, **params)
 

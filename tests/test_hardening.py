@@ -18,6 +18,7 @@ from bastion.core.threat import Threat
 from bastion.defences.training import (
     DefensiveDistillation,
     FastAdversarialTraining,
+    NoiseFGSMTraining,
     PGDTraining,
     Trades,
 )
@@ -46,8 +47,9 @@ def test_slice(demo: Any) -> tuple[np.ndarray, np.ndarray]:
         PGDTraining(epsilon=0.2, epochs=4, steps=3, from_scratch=False),
         Trades(epsilon=0.2, epochs=4, steps=3, from_scratch=False),
         FastAdversarialTraining(epsilon=0.2, epochs=4, from_scratch=False),
+        NoiseFGSMTraining(epsilon=0.2, epochs=4, from_scratch=False),
     ],
-    ids=["pgd-at", "trades", "fast-at"],
+    ids=["pgd-at", "trades", "fast-at", "n-fgsm"],
 )
 def test_adversarial_training_raises_robust_accuracy(
     trainer: Any, demo: Any, test_slice: tuple[np.ndarray, np.ndarray]

@@ -422,7 +422,7 @@ def _findings(
 
 
 #: the hardening methods that train a new model, and those that wrap the model's inputs
-TRAINED = ("pgd-at", "trades", "fast-at", "distill", "smoothing")
+TRAINED = ("pgd-at", "trades", "fast-at", "n-fgsm", "distill", "smoothing")
 #: noise samples per input of the certification after randomized smoothing
 CERTIFY_N0, CERTIFY_N = 100, 1000
 WRAPPED = ("squeeze", "median", "jpeg", "resize-pad")
@@ -459,7 +459,7 @@ class Recipe:
             "temperature",
             "sigma",
         )
-        if self.method in ("fast-at", "distill", "smoothing"):
+        if self.method in ("fast-at", "n-fgsm", "distill", "smoothing"):
             keys = tuple(k for k in keys if k != "steps")
         shown = ", ".join(f"{k}={self.params[k]}" for k in keys if k in self.params) or (
             ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -547,7 +547,7 @@ def plan_recipe(
             return 2 * epochs * batches * t_grad
         if method == "smoothing":
             return epochs * batches * t_grad
-        steps = 1 if method == "fast-at" else int(p["steps"])
+        steps = 1 if method in ("fast-at", "n-fgsm") else int(p["steps"])
         per_batch = (steps + 1 + (1 if method == "trades" else 0)) * t_grad
         val = float(p.get("val_fraction", 0.1)) * batches * int(p.get("val_steps", 10)) * t_grad
         return epochs * (batches * per_batch + val)
@@ -649,9 +649,10 @@ def harden(
     threat = Threat(norm=norm_value, epsilons=eps)
     entry = DEFENCES.get(name)
     params = entry.validate(params)
-    if constraints is not None and name not in ("pgd-at", "trades", "fast-at"):
-        raise ConfigError(f"--constraints applies to pgd-at, trades and fast-at, not {name}")
-    if name in ("pgd-at", "trades", "fast-at"):
+    adversarial = ("pgd-at", "trades", "fast-at", "n-fgsm")
+    if constraints is not None and name not in adversarial:
+        raise ConfigError(f"--constraints applies to {', '.join(adversarial)}, not {name}")
+    if name in adversarial:
         params.setdefault("epsilon", max(eps))
         params.setdefault("norm", norm_value.value)
         params.setdefault("seed", seed)

@@ -5,6 +5,7 @@ defence has screened."""
 from bastion.defences.training.adversarial import (
     AdversarialTraining,
     FastAdversarialTraining,
+    NoiseFGSMTraining,
     PGDTraining,
     Trades,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "FastAdversarialTraining",
     "FilterRetrain",
     "FinePruning",
+    "NoiseFGSMTraining",
     "PGDTraining",
     "Trades",
 ]

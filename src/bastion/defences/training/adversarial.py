@@ -327,7 +327,8 @@ class AdversarialTraining(Trainer):
             }
             warm = epoch + 1 > min(self.warmup, self.epochs // 3)
             top = best["robust_accuracy"] if best is not None else 0.0
-            if warm and robust < _COLLAPSE_SHARE * top and top - robust >= _COLLAPSE_POINTS:
+            collapsed = robust < _COLLAPSE_SHARE * top and top - robust >= _COLLAPSE_POINTS
+            if warm and best is not None and collapsed:
                 # robust accuracy collapsed: catastrophic overfitting
                 record["collapsed"] = True
                 self.catastrophic_overfitting_ = epoch + 1
@@ -631,3 +632,54 @@ class FastAdversarialTraining(AdversarialTraining):
         (grad,) = torch.autograd.grad(F.cross_entropy(forward(x_adv), y), x_adv)
         x_adv = box(x, x_adv.detach() + self._step(box.eps) * _ascend(grad, box.norm))
         return box.snap(x, x_adv).detach()
+
+
+@register_defence(
+    "n-fgsm",
+    defaults={"epsilon": 0.3},
+    fast={"epochs": 1},
+    **_REGISTRATION,
+)
+class NoiseFGSMTraining(FastAdversarialTraining):
+    """Single-step adversarial training that resists catastrophic overfitting: N-FGSM.
+
+    Paper: de Jorge, Bibi, Volpi, Sanyal, Torr, Rogez, Dokania, "Make Some Noise: Reliable
+    and Efficient Single-Step Adversarial Training", 2022, arXiv:2202.01181. Like
+    :class:`FastAdversarialTraining`, one gradient step per batch, but from a stronger random
+    start (uniform in twice the epsilon ball) with a step of ``step_size`` (epsilon by
+    default), and without projecting the result back into the epsilon ball: the training
+    perturbation may reach three times epsilon. The paper finds this avoids the collapse that
+    RS-FGSM suffers at large radii, at the same cost.
+
+    Threat: evasion (white-box and transfer) within the Linf or L2 ball of ``epsilon``.
+
+    Args:
+        step_size: the gradient step (None: epsilon). The other arguments are
+            :class:`PGDTraining`'s.
+
+    Example::
+
+        robust = NoiseFGSMTraining(epsilon=0.3, epochs=30).fit(target, dataset)
+    """
+
+    #: the random start's radius, in epsilons
+    NOISE = 2.0
+
+    def _step(self, eps: float) -> float:
+        if self.step_size is not None:
+            return self.step_size * eps / self.epsilon
+        return eps
+
+    def perturb(
+        self, forward: Forward, x: torch.Tensor, y: torch.Tensor, box: _Box, gen: torch.Generator
+    ) -> torch.Tensor:
+        reach = self.NOISE * box.eps
+        # no projection to the epsilon ball: only the noise's and the step's own reach (and
+        # the bounds, and any constraints) limit the training perturbation
+        wide = _Box(box.norm, reach + self._step(box.eps), box.bounds, box.rules)
+        start = (torch.rand(x.shape, generator=gen) * 2 - 1).to(x.device, x.dtype)
+        start = project(start, Norm.L2, reach) if box.norm is Norm.L2 else start * reach
+        x_adv = wide(x, x + start).requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(forward(x_adv), y), x_adv)
+        x_adv = wide(x, x_adv.detach() + self._step(box.eps) * _ascend(grad, box.norm))
+        return wide.snap(x, x_adv).detach()

@@ -339,3 +339,17 @@ def test_docs_transforms_examples_run_and_say_what_the_page_says(
     )  # type: ignore[union-attr]
     assert clean <= 0.12 and flagged > 0.85
     assert re.search(r"ensemble: clean 0\.9\d, robust 0\.\d\d", out)
+
+
+def test_a_white_box_defended_target_gives_gradients(demo: Any) -> None:
+    from bastion.defences import DefendedTarget, create_defence
+
+    target, data = demo
+    x = torch.from_numpy(data.x_test[:4])
+    for defences in ([], [create_defence("jpeg:quality=50")]):
+        defended = DefendedTarget(target, defences)
+        grad = defended.gradient(x, lambda out: out[:, 0].sum())
+        assert grad.shape == x.shape and grad.abs().sum() > 0
+    # with no defence, the gradient is the model's own
+    plain = target.gradient(x, lambda out: out[:, 0].sum())
+    assert torch.allclose(DefendedTarget(target, []).gradient(x, lambda o: o[:, 0].sum()), plain)

@@ -98,6 +98,16 @@ class DefendedTarget(Target):
             kind = post.output_kind(kind)
         return out
 
+    def gradient(self, x: torch.Tensor, loss: Any) -> torch.Tensor:
+        """Gradient of ``loss(outputs)`` with respect to ``x``, through the preprocessors'
+        stand-ins (BPDA) or, with ``bpda=False``, their real transforms; white-box only."""
+        if self.access is not Access.WHITE_BOX:
+            return super().gradient(x, loss)
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(loss(self(x)), x)
+        return grad
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["defences"] = [d.describe() for d in (*self.preprocessors, *self.postprocessors)]

@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--preset", default="standard")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=None, help="epochs of epsilon warm-up")
     args = parser.parse_args()
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -51,6 +52,8 @@ def main() -> None:
     print(f"undefended: {_line(before, args.eps)}", flush=True)
     for name in args.methods.split(","):
         params = {"epsilon": args.eps, "epochs": args.epochs, "seed": args.seed}
+        if args.warmup is not None:
+            params["warmup"] = args.warmup
         if name not in ("fast-at", "n-fgsm"):
             params["steps"] = args.steps
         trainer = DEFENCES.create(name, **params)

@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "file_mode"]
+__all__ = ["atomic_write", "file_mode", "write_key_pair"]
 
 
 def file_mode() -> int:
@@ -44,3 +44,21 @@ def atomic_write(path: str | Path, content: str | bytes) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return p
+
+
+def write_key_pair(
+    private_path: str | Path, public_path: str | Path, private: bytes, public: bytes
+) -> None:
+    """Write a key pair: the private key created new and readable by its owner only (an
+    existing file is never overwritten: ConfigError), the public one atomically."""
+    from bastion.core.errors import ConfigError
+
+    path = Path(private_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} exists; not overwriting a private key") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private)
+    atomic_write(public_path, public)

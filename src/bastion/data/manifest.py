@@ -17,7 +17,6 @@ import base64
 import datetime as _dt
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from bastion._extras import require
 from bastion.core.errors import ConfigError, IntegrityError
-from bastion.core.files import atomic_write
+from bastion.core.files import atomic_write, write_key_pair
 
 __all__ = [
     "FORMAT",
@@ -152,15 +151,7 @@ def generate_keypair(private_path: str | Path, public_path: str | Path) -> str:
     key = ed.Ed25519PrivateKey.generate()
     private = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
     public = key.public_key().public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)
-    path = Path(private_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} exists; not overwriting a private key") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private)
-    atomic_write(public_path, public)
+    write_key_pair(private_path, public_path, private, public)
     return _key_id(_raw(key.public_key()))
 
 

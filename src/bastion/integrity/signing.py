@@ -17,14 +17,13 @@ whose signature does not verify should not be loaded.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bastion._extras import require
 from bastion.core.errors import ConfigError, IntegrityError
-from bastion.core.files import atomic_write
+from bastion.core.files import atomic_write, write_key_pair
 
 __all__ = [
     "SignatureCheck",
@@ -101,15 +100,7 @@ def generate_signing_key(private_path: str | Path, public_path: str | Path) -> s
     key = ec.generate_private_key(ec.SECP256R1())
     private = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption())
     public = key.public_key().public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)
-    path = Path(private_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ConfigError(f"{path} exists; not overwriting a private key") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private)
-    atomic_write(public_path, public)
+    write_key_pair(private_path, public_path, private, public)
     return _key_id(key.public_key())
 
 

@@ -341,3 +341,14 @@ def test_training_perturbations_respect_tabular_constraints() -> None:
     trainer = PGDTraining(epsilon=0.1, epochs=1, steps=2, from_scratch=False)
     trainer.fit(target, data, constraints=rules)
     assert len(trainer.history_) == 1
+
+
+def test_harden_refuses_to_train_a_black_box_in_one_line(
+    capsys: pytest.CaptureFixture[str], sk_target: Any, demo: Any
+) -> None:
+    from bastion.assess.hardening import harden
+    from bastion.core.errors import AccessError
+
+    _, data = demo
+    with pytest.raises(AccessError, match="needs a PyTorch model"):
+        harden(sk_target, data, "pgd-at", epsilons=(0.1,))

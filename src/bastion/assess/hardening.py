@@ -495,7 +495,8 @@ def _timing(target: Target, data: Dataset, batch: int) -> tuple[float, float]:
     x = torch.from_numpy(data.x_train[:batch]).to(target.device)
     model = getattr(target, "model", None)
     times = []
-    for grad in (False, True):
+    white_box = isinstance(model, torch.nn.Module)
+    for grad in (False, True) if white_box else (False,):
         best = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
@@ -510,6 +511,9 @@ def _timing(target: Target, data: Dataset, batch: int) -> tuple[float, float]:
                     target._forward(x)
             best = min(best, time.perf_counter() - t0)
         times.append(best)
+    if not white_box:
+        # no gradients: a black-box evaluation estimates them with about three queries each
+        times.append(3 * times[0])
     return times[0], times[1]
 
 
@@ -631,7 +635,9 @@ def harden(
     ``constraints`` (tabular :class:`~bastion.core.constraints.Constraints`) bound the
     adversarial trainers' perturbations to what an adversary can change.
     """
-    from bastion.core.errors import ConfigError
+    import torch
+
+    from bastion.core.errors import AccessError, ConfigError
     from bastion.core.registry import DEFENCES
     from bastion.core.threat import Norm, default_epsilons
     from bastion.defences import DefendedTarget, parse_defence
@@ -640,6 +646,12 @@ def harden(
     known = (*TRAINED, *WRAPPED)
     if name not in known:
         raise ConfigError(f"--method takes one of {', '.join(known)}; got {name!r}")
+    if name in TRAINED and not isinstance(getattr(target, "model", None), torch.nn.Module):
+        raise AccessError(
+            f"{target.name}: {name} trains new weights and needs a PyTorch model; for a "
+            f"{target.access.value} target choose an input transformation "
+            f"({', '.join(WRAPPED)})"
+        )
     norm_value = Norm.parse(norm)
     eps = tuple(
         sorted(

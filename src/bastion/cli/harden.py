@@ -38,7 +38,7 @@ def harden(
     method: Annotated[
         str,
         typer.Option(
-            help="pgd-at, trades, fast-at, distill, smoothing, squeeze, median, jpeg or "
+            help="pgd-at, trades, fast-at, n-fgsm, distill, smoothing, squeeze, median, jpeg or "
             "resize-pad; "
             "parameters as 'name:param=value,...', e.g. trades:beta=3,epochs=20.",
         ),

@@ -61,16 +61,27 @@ _CONFIGS: dict[type[Any], type[BaseModel]] = {}
 
 
 def _build_config(cls: type[Any]) -> type[BaseModel]:
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # an annotation that cannot be resolved: fall back to no types
-        hints = {}
     fields: dict[str, Any] = {}
-    for name, param in inspect.signature(cls.__init__).parameters.items():
-        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+    # a constructor that passes **kwargs on to its parent's takes the parent's parameters
+    # too: follow the classes in order for as long as each one does
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None or klass is object:
             continue
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[name] = (hints.get(name, Any), default)
+        try:
+            hints = typing.get_type_hints(init)
+        except Exception:  # an annotation that cannot be resolved: fall back to no types
+            hints = {}
+        more = False
+        for name, param in inspect.signature(init).parameters.items():
+            if param.kind is param.VAR_KEYWORD:
+                more = True
+            if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            default = ... if param.default is inspect.Parameter.empty else param.default
+            fields.setdefault(name, (hints.get(name, Any), default))
+        if not more:
+            break
     return create_model(  # type: ignore[call-overload,no-any-return]
         f"{cls.__name__}Config",
         __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),

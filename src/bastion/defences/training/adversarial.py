@@ -522,42 +522,9 @@ class Trades(AdversarialTraining):
         robust = Trades(epsilon=0.3, beta=6.0).fit(target, dataset)
     """
 
-    def __init__(
-        self,
-        *,
-        beta: float = 6.0,
-        epsilon: float = 0.3,
-        norm: str = "linf",
-        steps: int = 10,
-        step_size: float | None = None,
-        epochs: int = 30,
-        lr: float = 1e-3,
-        batch_size: int = 128,
-        weight_decay: float = 0.0,
-        val_fraction: float = 0.1,
-        val_steps: int = 10,
-        patience: int | None = None,
-        warmup: int = 5,
-        from_scratch: bool = True,
-        seed: int = 0,
-    ) -> None:
-        # spelled out, not **kwargs: the registry reads the signature for typed parameters
-        super().__init__(
-            epsilon=epsilon,
-            norm=norm,
-            steps=steps,
-            step_size=step_size,
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            weight_decay=weight_decay,
-            val_fraction=val_fraction,
-            val_steps=val_steps,
-            patience=patience,
-            warmup=warmup,
-            from_scratch=from_scratch,
-            seed=seed,
-        )
+    def __init__(self, *, beta: float = 6.0, **kwargs: Any) -> None:
+        # the registry reads the parent's parameters through **kwargs
+        super().__init__(**kwargs)
         self.beta = beta
 
     def _check_params(self) -> None:

@@ -16,6 +16,7 @@ _EXTRA_OF = {
     "uvicorn": "serve",
     "httpx": "serve",
     "sqlalchemy": "serve",
+    "psycopg": "postgres",
     "limits": "serve",
     "prometheus_client": "serve",
     "opacus": "privacy",

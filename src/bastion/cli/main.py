@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from bastion.cli import campaign as _campaign_cli
 from bastion.cli import catalog as _catalog_cli
 from bastion.cli import data as _data_cli
 from bastion.cli import harden as _harden_cli
@@ -40,6 +41,7 @@ app.add_typer(_data_cli.model_app, name="model")
 app.command("serve")(_serve_cli.serve)
 app.add_typer(_serve_cli.keys_app, name="keys")
 app.add_typer(_incident_cli.app, name="incident")
+app.add_typer(_campaign_cli.app, name="campaign")
 
 
 @app.command()

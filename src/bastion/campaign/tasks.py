@@ -1,0 +1,295 @@
+"""A campaign's tasks, and running one wherever an engine puts it.
+
+A task is plain data (so any engine can ship it to another process or machine): the target's
+entry, the assessment with its setting, and, for a sharded evaluation, which block of inputs
+it attacks, or the blocks' partial results to merge. :func:`execute` runs one and never raises
+for a failure of the assessment itself: the error comes back in the :class:`Outcome`, so one
+crashed cell never stops the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Outcome", "Task", "execute"]
+
+_LOADED: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+_KEEP = 4
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work.
+
+    Attributes:
+        key: where its result is stored (the cell's key, or the key of one of its blocks).
+        cell: the key of the cell it belongs to.
+        step: ``run`` (the whole cell), ``block`` (one block of a sharded evaluation) or
+            ``merge`` (the blocks' results into the cell's).
+        target: the target's entry, as data.
+        assessment: the assessment with this cell's setting, as data.
+        label: how progress and errors name it.
+        block: which block, of ``blocks``.
+        parts: the blocks' payloads, for a merge.
+        gpu: whether the engine should give it a GPU.
+    """
+
+    key: str
+    cell: str
+    step: str
+    target: dict[str, Any]
+    assessment: dict[str, Any]
+    label: str
+    block: int = 0
+    blocks: int = 1
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    gpu: bool = False
+
+
+@dataclass
+class Outcome:
+    """What running a task gave: a JSON-ready payload, or the error, never both."""
+
+    key: str
+    payload: dict[str, Any] | None
+    error: str | None
+    seconds: float
+    worker: str
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def execute(task: Task) -> Outcome:
+    """Run ``task`` here; the failure of an assessment is returned, not raised."""
+    started = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        payload = _run(task)
+        # the store keeps JSON: prove it serializes here, where the error can be named
+        json.dumps(payload, allow_nan=False)
+        return Outcome(task.key, payload, None, time.perf_counter() - started, worker)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure of a cell is reported, not raised
+        from bastion.core.errors import BastionError
+
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        where = ""
+        if not isinstance(exc, BastionError):
+            frames = traceback.extract_tb(exc.__traceback__)
+            if frames:
+                last = frames[-1]
+                where = f" (at {os.path.basename(last.filename)}:{last.lineno})"
+        error = f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
+        return Outcome(task.key, None, error, time.perf_counter() - started, worker)
+
+
+# ------------------------------------------------------------------------------ running
+def _load(target: dict[str, Any]) -> tuple[Any, Any]:
+    """The target and its data, kept for the next task of this worker that asks for them."""
+    memo = json.dumps(target, sort_keys=True)
+    if memo in _LOADED:
+        _LOADED.move_to_end(memo)
+        return _LOADED[memo]
+    from bastion.assess.specs import load_target_and_data
+
+    loaded = load_target_and_data(
+        target["target"],
+        target.get("data"),
+        arch=target.get("arch"),
+        trust=bool(target.get("trust", False)),
+        device=target.get("device", "auto"),
+        label_column=target.get("label_column", "label"),
+    )
+    _LOADED[memo] = loaded
+    while len(_LOADED) > _KEEP:
+        _LOADED.popitem(last=False)
+    return loaded
+
+
+def _json(assessments: list[Any], target: Any, data: Any) -> dict[str, Any]:
+    from bastion.report.json import _assessment, _plain
+
+    return {
+        "assessments": [_assessment(a) for a in assessments],
+        "target": _plain(target.describe()),
+        "dataset": _plain(data.describe()),
+    }
+
+
+def _threat(a: dict[str, Any], target: Any, data: Any) -> Any:
+    from bastion.core.threat import Norm, Threat, default_epsilons
+
+    norm = Norm.parse(a.get("norm") or "linf")
+    eps = a.get("eps") or default_epsilons(norm, data.bounds, math.prod(data.input_shape))
+    return Threat(norm=norm, epsilons=tuple(sorted(float(e) for e in eps)), knowledge=target.access)
+
+
+def _run(task: Task) -> dict[str, Any]:
+    a = task.assessment
+    kind = a["kind"]
+    if task.step == "merge":
+        return _merge(task)
+    target, data = _load(task.target)
+    seed = int(a.get("seed", 0))
+    if kind == "evasion":
+        threat = _threat(a, target, data)
+        if task.step == "block":
+            from bastion.assess.sharded import plan_blocks, run_block
+
+            blocks = plan_blocks(data, int(a["samples"]), seed, _block_size(a))
+            indices = blocks[task.block] if task.block < len(blocks) else []
+            return run_block(
+                target,
+                data,
+                threat,
+                indices,
+                seed=seed,
+                attacks=a.get("attacks"),
+                attack_params=a.get("settings") or None,
+                preset=a.get("preset"),
+            )
+        kw: dict[str, Any] = {
+            "samples": int(a["samples"]),
+            "seed": seed,
+            "attacks": a.get("attacks"),
+            "attack_params": a.get("settings") or None,
+        }
+        if a.get("preset"):
+            from bastion.assess.evaluate import evaluate
+
+            result = evaluate(target, data, threat, preset=a["preset"], **kw)
+        else:
+            from bastion.assess import scan
+
+            result = scan(target, data, threat, **kw)
+        return _json([result.to_assessment()], target, data)
+    if kind == "membership":
+        from bastion.assess.membership import membership_assessment
+        from bastion.zoo import cache_dir
+
+        members: Any
+        if a.get("members", "train") == "train":
+            members = (data.x_train, data.y_train)
+        else:
+            from bastion.data import load_data
+
+            members = load_data(
+                a["members"],
+                label_column=task.target.get("label_column", "label"),
+                bounds=data.bounds,
+                num_classes=data.num_classes,
+            )
+        from bastion.assess.membership import default_membership_attacks
+        from bastion.core.registry import ATTACKS
+
+        # shadow models are the engine's tasks (see bastion.core.parallel), not joblib's
+        params = {k: dict(v) for k, v in (a.get("settings") or {}).items()}
+        for name in a.get("attacks") or default_membership_attacks(target):
+            if "n_jobs" in ATTACKS.get(name).parameters():
+                params.setdefault(name, {}).setdefault("n_jobs", 1)
+        found = membership_assessment(
+            target,
+            members,
+            data,
+            attacks=a.get("attacks"),
+            attack_params=params or None,
+            seed=seed,
+            shadow_cache=cache_dir() / "shadows",
+        )
+        return _json([found], target, data)
+    if kind == "extraction":
+        from bastion.assess.extraction import extraction_assessment
+
+        found = extraction_assessment(
+            target,
+            data,
+            attacks=a.get("attacks"),
+            max_queries=int(a.get("max_queries", 2000)),
+            attack_params=a.get("settings") or None,
+            seed=seed,
+        )
+        return _json([found], target, data)
+    if kind == "inversion":
+        from bastion.assess.inversion import inversion_assessment
+
+        found = inversion_assessment(
+            target, data, attacks=a.get("attacks"), attack_params=a.get("settings") or None,
+            seed=seed,
+        )
+        return _json([found], target, data)
+    if kind == "poisoning":
+        from bastion.assess.poisoning import assess_poisoning, recipe_fit
+        from bastion.core.registry import ATTACKS
+
+        entry = ATTACKS.get(a["attack"])
+        if entry.family != "poisoning":
+            from bastion.core.errors import ConfigError
+
+            raise ConfigError(f"{a['attack']} is a {entry.family} attack, not a poisoning one")
+        attack = ATTACKS.create(a["attack"], **entry.validate(a.get("params") or {}))
+        fit = recipe_fit(_victim_arch(a, task.target, data), epochs=int(a.get("epochs", 10)))
+        run = assess_poisoning(attack, data, fit, counts=a.get("counts") or None, seed=seed)
+        return _json([run.assessment], target, data)
+    if kind == "hardening":
+        from bastion.assess.hardening import harden
+
+        hardened = harden(
+            target,
+            data,
+            a.get("method", "pgd-at"),
+            epsilons=a.get("eps"),
+            norm=a.get("norm", "linf"),
+            preset=a.get("preset", "quick"),
+            samples=int(a.get("samples", 200)),
+            seed=seed,
+            budget_minutes=a.get("budget"),
+        )
+        return _json([hardened.assessment], target, data)
+    raise ValueError(f"unknown assessment kind {kind!r}")
+
+
+def _victim_arch(a: dict[str, Any], target: dict[str, Any], data: Any) -> str:
+    """The architecture a poisoning cell retrains: the one asked for, else the demo's own,
+    else a CNN for images and an MLP for the rest."""
+    if a.get("arch"):
+        return str(a["arch"])
+    from bastion.zoo import ZOO
+
+    recipe = ZOO.get(str(target.get("target")))
+    if recipe is not None and recipe.arch in ("cnn", "mlp"):
+        return str(recipe.arch)
+    return "cnn" if getattr(data, "kind", "") == "image" else "mlp"
+
+
+def _block_size(a: dict[str, Any]) -> int:
+    return max(1, math.ceil(int(a["samples"]) / max(1, int(a.get("shards", 1)))))
+
+
+def _merge(task: Task) -> dict[str, Any]:
+    from bastion.assess.sharded import merge_blocks
+
+    a = task.assessment
+    target, data = _load(task.target)
+    threat = _threat(a, target, data)
+    result = merge_blocks(
+        task.parts,
+        target,
+        data,
+        threat,
+        seed=int(a.get("seed", 0)),
+        attacks=a.get("attacks"),
+        attack_params=a.get("settings") or None,
+        preset=a.get("preset"),
+    )
+    return _json([result.to_assessment()], target, data)

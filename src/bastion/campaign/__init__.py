@@ -1,0 +1,1 @@
+"""Campaigns: a matrix of targets x assessments x settings, run, stored and reported together."""

@@ -870,10 +870,12 @@ def render_markdown(
     figures = []
     direction = {True: " (higher is safer)", False: " (lower is safer)", None: ""}
     for n, _ in columns:
-        found_h = [e.headline for t in m.targets for e in m.grid.get((t, n), []) if e.headline]
-        if found_h:
-            h = found_h[0]
-            figures.append(f"- {_md(n)}: {_md(h.label)}{direction[h.higher_is_better]}")
+        shown = [e.headline for t in m.targets for e in m.grid.get((t, n), []) if e.headline]
+        if shown:
+            # cells of one column may measure at different settings: each label once
+            labels = list(dict.fromkeys(_clip(h.label, 120) for h in shown))
+            text = "; ".join(labels[:3]) + ("; …" if len(labels) > 3 else "")
+            figures.append(f"- {_md(n)}: {_md(text)}{direction[shown[0].higher_is_better]}")
     out.section(["Figures:", ""], figures, int(limit * 0.6), "figures")
 
     severe = [

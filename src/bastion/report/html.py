@@ -15,11 +15,11 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from bastion.core.assessment import Artifact, Metric, Report
+from bastion.core.assessment import Artifact, Assessment, Metric, Report
 from bastion.report.base import format_setting, metric_text, register_renderer, section_for
 from bastion.report.json import catalog_entry, catalog_name
 
-__all__ = ["HtmlRenderer", "render_html"]
+__all__ = ["HtmlRenderer", "artifact_image", "render_html", "section_context"]
 
 _PALETTE = ("#222222", "#c0392b", "#2874a6", "#7d3c98", "#1e8449", "#d68910")
 _COLOURS = {"white-box": "#c0392b", "score-based": "#2874a6", "label-only": "#7d3c98"}
@@ -49,7 +49,7 @@ def _curve(art: Artifact) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for i, s in enumerate(d["series"]):
         colour = s.get("colour") or _COLOURS.get(s["label"].split(" ")[0], _PALETTE[i % 6])
-        main = i == 0
+        main = s.get("main", i == 0)
         if s.get("lo") is not None and s.get("hi") is not None:
             ax.fill_between(s["x"], s["lo"], s["hi"], color=colour, alpha=0.13, linewidth=0)
         ax.plot(
@@ -107,7 +107,9 @@ def _images(art: Artifact) -> str | None:
     return _png(fig)
 
 
-def _visual(art: Artifact) -> Markup | None:
+def artifact_image(art: Artifact) -> Markup | None:
+    """A curve or images artifact drawn as an inline PNG ``<img>`` (None for a table, or
+    images with no pixels)."""
     png = _curve(art) if art.kind == "curve" else _images(art) if art.kind == "images" else None
     if png is None:
         return None
@@ -127,6 +129,22 @@ def _headline(cards: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     return cards if len(cards) <= 3 else [cards[0], *cards[-2:]]
 
 
+def section_context(a: Assessment, *, draw: bool = True) -> dict[str, Any]:
+    """What the page's section for one assessment shows: its family's intro, its curves and
+    images drawn (left out when not ``draw``), its tables, headline cards and setting."""
+    return {
+        "a": a,
+        "intro": Markup(section_for(a.family).intro_html(a)),
+        "visuals": [v for v in (artifact_image(x) for x in a.artifacts) if v is not None]
+        if draw
+        else [],
+        "tables": [x for x in a.artifacts if x.kind == "table"],
+        # the first figure (clean) and the last two (the strongest settings)
+        "headline": _headline([_card(m) for m in a.metrics if "access" not in m.at]),
+        "setting": {k: format_setting(v) for k, v in a.setting.items()},
+    }
+
+
 def render_html(report: Report) -> str:
     """The HTML page for ``report``."""
     env = Environment(
@@ -142,18 +160,7 @@ def render_html(report: Report) -> str:
             "name": item.name if item else "",
             "description": item.description if item else "",
         }
-    sections = [
-        {
-            "a": a,
-            "intro": Markup(section_for(a.family).intro_html(a)),
-            "visuals": [v for v in (_visual(x) for x in a.artifacts) if v is not None],
-            "tables": [x for x in a.artifacts if x.kind == "table"],
-            # the first figure (clean) and the last two (the strongest settings)
-            "headline": _headline([_card(m) for m in a.metrics if "access" not in m.at]),
-            "setting": {k: format_setting(v) for k, v in a.setting.items()},
-        }
-        for a in report.assessments
-    ]
+    sections = [section_context(a) for a in report.assessments]
     return env.get_template("report.html.j2").render(
         report=report,
         findings=findings,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bastion.core.assessment import Assessment, Report
+from bastion.core.assessment import Artifact, Assessment, Metric, Report
+from bastion.core.findings import Finding
 
 if TYPE_CHECKING:
     from bastion.catalog import CatalogEntry
@@ -25,6 +26,7 @@ from bastion.report.base import register_renderer
 __all__ = [
     "SCHEMA_VERSION",
     "JsonRenderer",
+    "assessment_from_dict",
     "catalog_entry",
     "catalog_name",
     "load_schema",
@@ -92,6 +94,56 @@ def _assessment(a: Assessment) -> dict[str, Any]:
         "findings": [json.loads(f.model_dump_json()) for f in a.findings],
         "details": _plain(a.details),
     }
+
+
+def _pair(value: Any) -> Any:
+    return tuple(value) if value is not None else None
+
+
+def assessment_from_dict(
+    data: dict[str, Any],
+    target: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+) -> Assessment:
+    """An :class:`Assessment` back from one dict of ``report.json``'s ``assessments``, so any
+    renderer can show a stored result. ``target`` and ``dataset`` are the report's own (the
+    dict does not repeat them); a figure stored as null (not finite) comes back as NaN, and an
+    images artifact without its pixels (JSON leaves them out) with no images to draw."""
+    metrics = [
+        Metric(
+            name=m["name"],
+            value=float("nan") if m.get("value") is None else float(m["value"]),
+            label=m.get("label", ""),
+            ci95=_pair(m.get("ci95")),
+            count=_pair(m.get("count")),
+            unit=m.get("unit", "fraction"),
+            at=dict(m.get("at") or {}),
+            limited=m.get("limited"),
+        )
+        for m in data.get("metrics", [])
+    ]
+    artifacts = []
+    for x in data.get("artifacts", []):
+        art = dict(x.get("data") or {})
+        if x["kind"] == "images":
+            art = {"rows": [{**row, "images": []} for row in art.get("rows", [])]}
+        artifacts.append(Artifact(x["name"], x["kind"], x["title"], art, x.get("caption", "")))
+    return Assessment(
+        family=data["family"],
+        title=data.get("title", data["family"]),
+        target=dict(target or {}),
+        dataset=dict(dataset or {}),
+        setting=dict(data.get("setting") or {}),
+        metrics=metrics,
+        records=list(data.get("records") or []),
+        artifacts=artifacts,
+        warnings=list(data.get("warnings") or []),
+        findings=[Finding.model_validate(f) for f in data.get("findings", [])],
+        seconds=float(data.get("seconds") or 0.0),
+        complete=bool(data.get("complete", True)),
+        limits=list(data.get("limits") or []),
+        details=dict(data.get("details") or {}),
+    )
 
 
 def to_dict(report: Report) -> dict[str, Any]:

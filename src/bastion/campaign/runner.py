@@ -57,6 +57,7 @@ class Progress:
     failed: int
     running: list[str]
     last: str | None = None
+    #: the error of a cell that has just failed for good
     error: str | None = None
 
 
@@ -177,10 +178,11 @@ def run_campaign(
             for outcome in engine.wait():
                 task = running.pop(outcome.key)
                 follow = _record(task, outcome, attempts[task.key], spec.retries, store, summary)
+                final_error = None
                 if follow == "retry":
                     queue.append(task)
                 elif follow == "failed":
-                    failed[task.cell] = outcome.error or "failed"
+                    failed[task.cell] = final_error = outcome.error or "failed"
                 elif follow == "done":
                     if task.step == "block":
                         cell = by_key[task.cell]
@@ -188,7 +190,7 @@ def run_campaign(
                             queue.append(_merge_task(cell, store, task.gpu))
                     else:
                         cells_done.add(task.cell)
-                report(task.label, outcome.error)
+                report(task.label, final_error)
     except KeyboardInterrupt:
         summary.interrupted = True
         engine.close(cancel=True)
@@ -219,7 +221,7 @@ def _record(
         )
         summary.computed += 1
         return "done"
-    final = attempt > retries
+    final = attempt > retries or not outcome.retryable
     store.record(
         task.key,
         status="failed",

@@ -63,6 +63,9 @@ class Outcome:
     error: str | None
     seconds: float
     worker: str
+    #: whether trying again could help: a crash or a lost worker may pass, a setting the
+    #: assessment refuses (a bastion error: wrong access, bad parameter) will not
+    retryable: bool = True
 
     @property
     def ok(self) -> bool:
@@ -91,7 +94,8 @@ def execute(task: Task) -> Outcome:
                 last = frames[-1]
                 where = f" (at {os.path.basename(last.filename)}:{last.lineno})"
         error = f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
-        return Outcome(task.key, None, error, time.perf_counter() - started, worker)
+        retryable = not isinstance(exc, BastionError)
+        return Outcome(task.key, None, error, time.perf_counter() - started, worker, retryable)
 
 
 # ------------------------------------------------------------------------------ running

@@ -100,7 +100,7 @@ def plan(
         table.add_column(col, justify="right" if col in ("#", "tasks", "estimate") else "left")
     shown = cells if len(cells) <= 60 else cells[:50]
     for c in shown:
-        setting = ", ".join(f"{k}={v}" for k, v in c.setting.items()) or "-"
+        setting = c.label.partition("[")[2].rstrip("]") or "-"
         table.add_row(
             str(c.position + 1),
             escape(c.target.name),
@@ -108,7 +108,9 @@ def plan(
             c.kind,
             escape(setting),
             str(shard_count(c) + (1 if shard_count(c) > 1 else 0)),
-            _duration(seconds[c.position]) if seconds else "-",
+            (_duration(seconds[c.position]) if seconds[c.position] >= 1 else "<1 s")
+            if seconds
+            else "-",
             "done" if c.key in finished else "to run",
         )
     console.print(table)
@@ -217,7 +219,7 @@ def run(
             )
             if p.error and p.last:
                 bar.console.print(
-                    f"[yellow]{escape(p.last)}:[/] {escape(p.error)}", highlight=False
+                    f"[bold red]failed:[/] {escape(p.last)}: {escape(p.error)}", highlight=False
                 )
 
         try:
@@ -230,8 +232,6 @@ def run(
         f"{summary.computed} tasks computed now) in {_duration(summary.seconds)}",
         highlight=False,
     )
-    for label, error in summary.failed.items():
-        console.print(f"[bold red]failed:[/] {escape(label)}: {escape(error)}", highlight=False)
     with user_errors():
         written = _write_report(opened, summary.run, out, formats)
     console.print(f"report: {', '.join(str(p) for p in written)}", highlight=False)
@@ -240,8 +240,8 @@ def run(
         fail(130)
     if summary.failed:
         err_console.print(
-            f"[bold red]{len(summary.failed)} cells failed[/] after their retries; the others "
-            "are done"
+            f"[bold red]{len(summary.failed)} cells failed[/] (see `bastion campaign status`); "
+            "the others are done"
         )
         fail(1)
 
@@ -384,9 +384,11 @@ def status(
     )
     for c in cells:
         if c.status == "failed":
+            shown = ",".join(f"{k}={v}" for k, v in c.settings.items())
+            label = f"{c.target}/{c.assessment}" + (f"[{shown}]" if shown else "")
+            tries = f"{c.attempts} attempt{'s' if c.attempts != 1 else ''}"
             console.print(
-                f"[bold red]failed:[/] {escape(c.target)}/{escape(c.assessment)} after "
-                f"{c.attempts} attempts: {escape(c.error or '')}",
+                f"[bold red]failed:[/] {escape(label)} ({tries}): {escape(c.error or '')}",
                 highlight=False,
             )
 

@@ -168,11 +168,11 @@ def test_blocks_in_processes_merge_to_the_same_figures(
     # each block is the same in a worker and here, to the last input
     for mine, theirs in zip(here, remote, strict=True):
         assert _without_timings(mine) == _without_timings(theirs)
-    json.dumps(remote)  # the partials are plain data
 
     merged = [
         merge_blocks(parts, cnn, data, THREAT, samples=SAMPLES)
-        for parts in (remote, here, backwards, list(reversed(remote)))
+        # read back from JSON too, as a store of the blocks would give them
+        for parts in (remote, here, backwards, json.loads(json.dumps(remote[::-1])))
     ]
     reference = _figures(merged[0])
     assert all(_figures(m) == reference for m in merged[1:])

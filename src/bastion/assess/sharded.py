@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -154,7 +155,7 @@ def merge_blocks(
                 f"a block result of layout {part.get('version')!r}; this merge reads "
                 f"{PARTIAL_VERSION}: rerun the blocks with this version of bastion"
             )
-        differ = [key for key in _AGREE if part[key] != first[key]]
+        differ = [key for key in _AGREE if _plain(part[key]) != _plain(first[key])]
         if differ:
             raise ConfigError(
                 f"the blocks differ in {', '.join(differ)}: they are not one evaluation"
@@ -406,6 +407,12 @@ def _summed(rows: list[Mapping[str, Any]], inputs: list[InputRecord], k: int) ->
         ),
         limited=next((r["limited"] for r in rows if r["limited"]), None),
     )
+
+
+def _plain(value: Any) -> str:
+    """A setting as JSON: a block read back from a store (lists for tuples) still agrees
+    with one fresh from a worker."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _unique(lines: Iterable[str]) -> list[str]:

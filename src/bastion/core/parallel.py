@@ -9,7 +9,10 @@ assessments elsewhere (a process pool, a Ray cluster) installs its own map with
 A map installed with :func:`use_map` holds for the current context only (a context
 variable): other threads and asyncio tasks keep theirs. Whatever goes through
 :func:`task_map` must be picklable for a map that crosses processes: a top-level function
-(or a :func:`functools.partial` of one) and plain data.
+(or a :func:`functools.partial` of one) and plain data. The results are the same under any
+map because each task's randomness is seeded by its arguments (a shadow by its job's seed, a
+curve point by the assessment's); its floating-point results are the same where the workers
+run the same libraries with the same number of threads (``torch.set_num_threads``).
 
 Example:
     >>> from concurrent.futures import ProcessPoolExecutor

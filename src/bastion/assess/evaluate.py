@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bastion.assess.scan import ProgressFn, ScanResult, evasion_findings, scan
@@ -175,6 +176,7 @@ def evaluate(
     progress: ProgressFn | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
+    indices: Sequence[int] | np.ndarray | None = None,
 ) -> ScanResult:
     """The robust accuracy of ``target`` under ``threat``, by a preset's ensemble.
 
@@ -184,6 +186,9 @@ def evaluate(
     what it finds (see the module's documentation); what it did is listed in
     ``result.adaptations`` and in the report's setting. A ``surrogate`` (a white-box target,
     or a target spec) adds a transfer attack crafted on it to the end of the chain.
+    ``indices`` names the test inputs to attack instead of a sample (see
+    :func:`~bastion.assess.scan.scan`); the probe reads the first test inputs either way, so
+    every shard of an evaluation adapts alike.
 
     Returns a :class:`~bastion.assess.scan.ScanResult`: robust accuracy per epsilon with 95%
     intervals, what each attack fooled with queries and time spent, findings and warnings.
@@ -259,6 +264,7 @@ def evaluate(
         checkpoint=checkpoint,
         resume=resume,
         chain=True,
+        indices=indices,
     )
     result.preset = None if attacks else preset
     result.adaptations = adaptations

@@ -2,7 +2,9 @@
 
 :func:`assess_poisoning` trains the victim's recipe on clean and on poisoned data and measures
 clean accuracy, attack success (ASR) and the poison budget, with the susceptibility curve:
-ASR against the number of poisoned samples ("how many bad samples does it take?").
+ASR against the number of poisoned samples ("how many bad samples does it take?"). Each
+retraining of the curve is a task of :func:`bastion.core.parallel.task_map`, so an engine
+that installs a map of its own trains the curve's models as separate tasks.
 :func:`assess_data_defences` measures data defences' suspicion scores against the ground
 truth of planted poison; :func:`assess_removal` measures a removal defence before and after.
 Each returns an :class:`~bastion.core.assessment.Assessment` the reports render.
@@ -10,8 +12,9 @@ Each returns an :class:`~bastion.core.assessment.Assessment` the reports render.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -24,6 +27,7 @@ from bastion.attacks.poisoning.base import PoisonedData, PoisoningAttack
 from bastion.core.assessment import Artifact, Assessment, Metric
 from bastion.core.errors import ConfigError
 from bastion.core.findings import Finding, Severity
+from bastion.core.parallel import task_map
 from bastion.core.targets import Target, TorchTarget
 from bastion.data import Dataset
 
@@ -56,23 +60,41 @@ def recipe_fit(
     weight_decay: float = 1e-4,
 ) -> Fit:
     """A :data:`Fit` that trains ``arch`` (``"cnn"``, ``"mlp"`` or a factory of modules) with
-    bastion's training loop; the seed sets both the initial weights and the batch order."""
-    from bastion.zoo.models import Recipe, build_module, train_classifier
+    bastion's training loop; the seed sets the initial weights, the batch order and any other
+    randomness of training, so the same seed gives the same model in any process. It pickles
+    (with a top-level factory), so its fits can run as tasks in worker processes."""
+    return _RecipeFit(arch, epochs, lr, batch_size, weight_decay)
 
-    def fit(data: Dataset, seed: int) -> Target:
+
+@dataclass(frozen=True)
+class _RecipeFit:
+    """The :data:`Fit` :func:`recipe_fit` makes: a class, not a closure, so that it pickles."""
+
+    arch: str | Callable[[Dataset], nn.Module]
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+
+    def __call__(self, data: Dataset, seed: int) -> Target:
+        from bastion.zoo.models import Recipe, build_module, train_classifier
+
+        arch = self.arch
         recipe = Recipe(
             data.name,
             arch if isinstance(arch, str) else "custom",
-            epochs=epochs,
-            lr=lr,
-            batch_size=batch_size,
-            weight_decay=weight_decay,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
             seed=seed,
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = build_module(recipe, data) if isinstance(arch, str) else arch(data)
-        train_classifier(module, data, recipe)
+            # inside the fork too: a module that draws from the global generator while it
+            # trains (dropout) then trains alike in this process and in a worker
+            train_classifier(module, data, recipe)
         return TorchTarget(
             module,
             num_classes=data.num_classes,
@@ -80,8 +102,6 @@ def recipe_fit(
             input_shape=data.input_shape,
             name=f"{recipe.arch}@{data.name}",
         )
-
-    return fit
 
 
 def accuracy(model: Target, x: np.ndarray, y: np.ndarray) -> float:
@@ -228,11 +248,26 @@ def assess_poisoning(
     ]
     artifacts = []
     curve = []
-    for i, count in enumerate(counts or ()):
-        note(f"susceptibility curve: {count} poisoned samples ({i + 1}/{len(counts or ())})")
-        p = attack.poison(data, count=count, seed=seed, surrogate=surrogate or clean_model)
-        m = model if count == poisoned.budget else fit(p.dataset(data), seed)
-        h, t = attack_success(attack, m, data, clean_model)
+    asked = list(counts or ())
+
+    def retrain() -> Iterator[int]:
+        # drawn one at a time by a sequential map, so each note comes just before its model
+        # is trained; the count of the poisoned model above needs no retraining
+        for i, count in enumerate(asked):
+            note(f"susceptibility curve: {count} poisoned samples ({i + 1}/{len(asked)})")
+            if count != poisoned.budget:
+                yield count
+
+    point = functools.partial(
+        _curve_point, attack, data, fit, seed, surrogate or clean_model, clean_model
+    )
+    fresh = iter(task_map(point, retrain()))
+    for count in asked:
+        if count == poisoned.budget:
+            figures = _measure(attack, model, data, clean_model)
+        else:
+            figures = next(fresh)
+        h, t = figures["hits"], figures["trials"]
         lo, hi = wilson_interval(h, t)
         curve.append(
             {
@@ -240,7 +275,7 @@ def assess_poisoning(
                 "asr": h / t if t else float("nan"),
                 "lo": lo,
                 "hi": hi,
-                "clean_accuracy": accuracy(m, data.x_test, data.y_test),
+                "clean_accuracy": figures["clean_accuracy"],
             }
         )
         metrics.append(
@@ -305,6 +340,34 @@ def assess_poisoning(
             "inputs: part of the success rate is not the poison's doing"
         )
     return PoisoningRun(assessment, poisoned, clean_model, model)
+
+
+def _measure(
+    attack: PoisoningAttack, model: Target, data: Dataset, clean_model: Target
+) -> dict[str, Any]:
+    """A curve point's figures: the attack's successes and trials, and clean accuracy."""
+    hits, trials = attack_success(attack, model, data, clean_model)
+    return {
+        "hits": hits,
+        "trials": trials,
+        "clean_accuracy": accuracy(model, data.x_test, data.y_test),
+    }
+
+
+def _curve_point(
+    attack: PoisoningAttack,
+    data: Dataset,
+    fit: Fit,
+    seed: int,
+    surrogate: Target,
+    clean_model: Target,
+    count: int,
+) -> dict[str, Any]:
+    """One point of the susceptibility curve: ``count`` samples poisoned, the recipe retrained
+    on them, the model measured. A task of its own (top-level, so a worker process can run
+    it); the figures depend only on the arguments."""
+    poisoned = attack.poison(data, count=count, seed=seed, surrogate=surrogate)
+    return _measure(attack, fit(poisoned.dataset(data), seed), data, clean_model)
 
 
 def _finding(

@@ -40,6 +40,8 @@ __all__ = [
     "AttackSummary",
     "EpsilonResult",
     "Example",
+    "InputOutcome",
+    "InputRecord",
     "ScanResult",
     "default_attacks",
     "scan",
@@ -123,6 +125,44 @@ class Example:
 
 
 @dataclass
+class InputOutcome:
+    """What the attacks did to one sampled input at one epsilon."""
+
+    #: the attack credited with fooling it (the first in the ensemble's order), or None: the
+    #: input stood, or was misclassified before any attack
+    fooled_by: str | None
+    #: the prediction on its worst adversarial version (the clean prediction where none)
+    adversarial_prediction: int
+    #: the access groups whose ensemble it withstood (none where misclassified clean)
+    standing: list[str]
+    #: every attack that fooled it, with the queries that took (None where the attack does
+    #: not count queries per input)
+    fooled: dict[str, float | None]
+
+
+@dataclass
+class InputRecord:
+    """One sampled test input: its clean answer and what each epsilon of the sweep did to it.
+
+    The records are what make a scan's figures mergeable: the robust count at an epsilon is
+    the number of records correct clean and fooled by no attack there.
+    """
+
+    #: its position in the data's test split
+    index: int
+    label: int
+    clean_prediction: int
+    #: whether the clean input was answered right (only those are attacked)
+    correct: bool
+    #: one per epsilon of the sweep, in its (ascending) order
+    outcomes: list[InputOutcome]
+
+    def robust(self, at: int) -> bool:
+        """Whether it stood at the ``at``-th epsilon of the sweep."""
+        return self.correct and self.outcomes[at].fooled_by is None
+
+
+@dataclass
 class ScanResult:
     target: dict[str, Any]
     dataset: dict[str, Any]
@@ -147,6 +187,8 @@ class ScanResult:
     preset: str | None = None
     #: what the adaptive evaluation did about the checks that fired
     adaptations: list[str] = field(default_factory=list)
+    #: every sampled input, in the order attacked, with what each epsilon did to it
+    inputs: list[InputRecord] = field(default_factory=list)
 
     @property
     def clean_accuracy(self) -> float:
@@ -224,6 +266,19 @@ def _sample(data: Dataset, samples: int, seed: int) -> np.ndarray:
     return np.sort(rng.permutation(n)[: min(samples, n)])
 
 
+def _given(data: Dataset, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The test inputs a caller chose, checked: positions in the test split, each once."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    n = len(data.x_test)
+    if len(idx) == 0:
+        raise ConfigError("indices: give at least one test input")
+    if int(idx.min()) < 0 or int(idx.max()) >= n:
+        raise ConfigError(f"indices must lie in 0..{n - 1} (the data has {n} test inputs)")
+    if len(np.unique(idx)) != len(idx):
+        raise ConfigError("indices repeat: each test input is attacked once")
+    return idx
+
+
 class _Checkpoint:
     """Finished (epsilon, attack) units of one scan, saved after each so none is redone."""
 
@@ -291,6 +346,7 @@ def scan(
     checkpoint: Path | None = None,
     resume: bool = False,
     chain: bool = False,
+    indices: Sequence[int] | np.ndarray | None = None,
 ) -> ScanResult:
     """Attack ``samples`` test inputs of ``data`` at every epsilon of ``threat``.
 
@@ -304,6 +360,10 @@ def scan(
     ensemble, each on what the ones before left standing, and inputs fooled at a smaller
     epsilon are not attacked again at larger ones: the robustness evaluation's protocol
     (:func:`bastion.evaluate`).
+
+    ``indices`` (positions in the test split) names the inputs to attack instead of a sample
+    of ``samples`` drawn with ``seed``: a shard of a larger evaluation
+    (:mod:`bastion.assess.sharded`). ``result.inputs`` holds what happened to each input.
     """
     started = time.perf_counter()
     threat.check_bounds(target.bounds)
@@ -322,9 +382,9 @@ def scan(
     for _, attack in instances:
         attack._check_params()
 
-    idx = _sample(data, samples, seed)
+    idx = _sample(data, samples, seed) if indices is None else _given(data, indices)
     limits: list[str] = []
-    if len(idx) < samples:
+    if indices is None and len(idx) < samples:
         limits.append(f"{samples} inputs were asked for; the data has {len(idx)} test inputs")
     x = torch.from_numpy(data.x_test[idx]).to(target.device)
     y = torch.from_numpy(data.y_test[idx]).to(target.device)
@@ -351,6 +411,7 @@ def scan(
     done = 0
     stopped: str | None = None
     budget_spent = False
+    outcomes: list[list[InputOutcome]] = [[] for _ in range(len(x))]
     for eps in epsilons:
         at = threat.at(eps)
         robust = correct & ~carried
@@ -360,6 +421,8 @@ def scan(
             who: list[str | None] = [None] * len(x)
         summaries = []
         group_robust = {}
+        stood: dict[str, list[bool]] = {}
+        fooled_here: list[dict[str, float | None]] = [{} for _ in range(len(x))]
         for access, members in groups.items():
             standing = correct & ~carried
             for entry, attack in members:
@@ -401,6 +464,9 @@ def scan(
                     if i < n_ex and str(i) in unit["examples"]:
                         worst[i] = torch.tensor(unit["examples"][str(i)], dtype=x.dtype)
                 robust[fooled] = False
+                spent = unit.get("queries") or [None] * len(unit["fooled"])
+                for i, q in zip(unit["fooled"], spent, strict=True):
+                    fooled_here[i][entry.name] = q
                 for note in unit["notes"]:
                     text = f"{entry.name} at eps={eps:g}: {note}"
                     if text not in warnings:
@@ -409,10 +475,18 @@ def scan(
                 if progress is not None:
                     progress(f"{entry.name} eps={eps:g}", done, total_units)
             group_robust[access.value] = int(standing.sum())
+            stood[access.value] = standing.tolist()
         if chain:
             # an input fooled here is fooled at every larger epsilon by the same input
             carried = correct & ~robust
         sweep.append(EpsilonResult(eps, int(robust.sum()), len(x), summaries, group_robust))
+        predicted = adv_pred.tolist()
+        for i in range(len(x)):
+            outcomes[i].append(
+                InputOutcome(
+                    who[i], int(predicted[i]), [g for g, s in stood.items() if s[i]], fooled_here[i]
+                )
+            )
         for i in range(n_ex):
             examples.append(
                 Example(
@@ -459,6 +533,17 @@ def scan(
         complete=complete,
         limits=limits,
         protocol=_CHAINED if chain else _GROUPED,
+        inputs=[
+            InputRecord(int(i), int(label), int(pred), bool(ok), found)
+            for i, label, pred, ok, found in zip(
+                idx.tolist(),
+                y.tolist(),
+                clean_pred.tolist(),
+                correct.tolist(),
+                outcomes,
+                strict=True,
+            )
+        ],
     )
     result.findings = evasion_findings(result, entries, data)
     result.seconds = time.perf_counter() - started
@@ -470,6 +555,7 @@ def _unit(summary: AttackSummary, ran: bool) -> dict[str, Any]:
         "summary": dict(summary.__dict__),
         "ran": ran,
         "fooled": [],
+        "queries": [],
         "predictions": [],
         "examples": {},
         "notes": [],
@@ -499,7 +585,8 @@ def _run_unit(
     """Run one attack on the inputs still standing, within its share of the query budget.
 
     Returns the unit as JSON-ready data: its summary, the indices it fooled with the
-    predictions there, the adversarial examples among the first ``n_ex`` inputs, and notes.
+    predictions and queries there, the adversarial examples among the first ``n_ex`` inputs,
+    and notes.
     """
     todo = standing.nonzero().squeeze(1)
     if len(todo) == 0:
@@ -523,8 +610,11 @@ def _run_unit(
         return _skipped(entry, standing, "budget spent")
     hit = outcome.success.to(todo.device)
     median_q = None
+    spent: list[float] | None = None
     if outcome.queries_per_sample is not None and bool(hit.any()):
-        median_q = float(outcome.queries_per_sample[hit.cpu()].float().median())
+        to_success = outcome.queries_per_sample[hit.cpu()].float()
+        median_q = float(to_success.median())
+        spent = [float(q) for q in to_success.tolist()]
     summary = AttackSummary(
         entry.name,
         entry.access.value,
@@ -545,6 +635,8 @@ def _run_unit(
         "summary": dict(summary.__dict__),
         "ran": True,
         "fooled": [int(i) for i in fooled.tolist()],
+        # per fooled input, so that shards of a scan merge to the same median
+        "queries": spent,
         "predictions": [int(p) for p in outcome.predictions[hit].tolist()],
         "examples": examples,
         "notes": list(outcome.notes),

@@ -1,6 +1,9 @@
 """Shadow models: copies of the target's training recipe, trained on known data, in parallel
 processes, with their answers cached.
 
+With one process (``n_jobs=1``) each shadow is a task of :func:`bastion.core.parallel.task_map`,
+so an engine that installs a map of its own (a Ray cluster) trains them as separate tasks.
+
 A shadow is trained on a known subset of a population and asked about the candidates; only
 its answers (probabilities, numbers) are kept, in ``.npz`` files named by a hash of
 everything that made them (the data, the subset, the recipe, the seed), so a rerun trains
@@ -9,6 +12,7 @@ nothing and a cache file can never carry code.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bastion.core.errors import ConfigError
+from bastion.core.parallel import task_map
 from bastion.zoo.fit import FitSettings
 
 __all__ = ["ShadowJob", "shadow_recipe", "train_shadows"]
@@ -109,7 +114,8 @@ def train_shadows(
     cache_dir: str | Path | None = None,
 ) -> np.ndarray:
     """(shadows, queries, classes) log-probabilities: each job's shadow trained on its subset of
-    ``x, y`` and asked about ``x_query``; trained in ``n_jobs`` processes, read from
+    ``x, y`` and asked about ``x_query``; trained in ``n_jobs`` processes (with one, each
+    shadow is a task of the current :func:`~bastion.core.parallel.task_map`), read from
     ``cache_dir`` when it holds them."""
     if n_jobs == 0 or n_jobs < -1:
         raise ConfigError(f"n_jobs must be a positive number of processes or -1, got {n_jobs}")
@@ -128,7 +134,8 @@ def train_shadows(
     todo = [i for i, o in enumerate(out) if o is None]
     if todo:
         if n_jobs == 1 or len(todo) == 1:
-            fresh = [_fit_one(recipe, x, y, x_query, num_classes, jobs[i]) for i in todo]
+            fit = functools.partial(_fit_one, recipe, x, y, x_query, num_classes)
+            fresh = task_map(fit, [jobs[i] for i in todo])
         else:
             from joblib import Parallel, delayed
 

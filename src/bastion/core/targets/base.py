@@ -54,6 +54,17 @@ class Target(ABC):
         self._queries = 0
         self._lock = threading.Lock()
 
+    # ----------------------------------------------------------------- copies and workers
+    def __getstate__(self) -> dict[str, Any]:
+        # a lock cannot be pickled to a worker process; each copy counts under its own
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # ----------------------------------------------------------------- queries and budget
     @property
     def queries(self) -> int:

@@ -169,18 +169,23 @@ def _lost(task: Task, why: str) -> Outcome:
 
 
 # ------------------------------------------------------------------------------ Ray
-_REMOTE: dict[Any, Any] = {}
+_APPLY: list[Any] = []
+
+
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
 
 
 def _ray_map(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
     """Inner tasks of an assessment, each a Ray task of its own (a task blocked here gives
-    its CPU back to Ray while it waits, so nested tasks cannot starve)."""
+    its CPU back to Ray while it waits, so nested tasks cannot starve). ``fn`` may be any
+    picklable callable (a partial, say)."""
     import ray
 
-    remote = _REMOTE.get(fn)
-    if remote is None:
-        remote = _REMOTE[fn] = ray.remote(num_cpus=1, max_retries=0)(fn)
-    return list(ray.get([remote.remote(item) for item in items]))
+    if not _APPLY:
+        _APPLY.append(ray.remote(num_cpus=1, max_retries=0)(_apply))
+    remote = _APPLY[0]
+    return list(ray.get([remote.remote(fn, item) for item in items]))
 
 
 def _execute_on_ray(task: Task) -> Outcome:

@@ -96,9 +96,12 @@ def plan_tasks(cells: Sequence[Cell], store: Store, gpus: int = 0) -> tuple[list
             keys += [block_key(c.key, b, n) for b in range(n)]
     finished = store.done(keys)
     tasks: list[Task] = []
+    seen: set[str] = set()
     for c in cells:
-        if c.key in finished:
+        # two cells of the same content (one model under two names) are one task
+        if c.key in finished or c.key in seen:
             continue
+        seen.add(c.key)
         gpu = _wants_gpu(c, gpus)
         n = shard_count(c)
         if n == 1:
@@ -143,7 +146,7 @@ def run_campaign(
     )
     summary = RunSummary(run_id, len(cells))
     tasks, already = plan_tasks(cells, store, engine.gpus)
-    summary.skipped = len(already)
+    summary.skipped = sum(1 for c in cells if c.key in already)
     by_key = {c.key: c for c in cells}
     attempts: dict[str, int] = {}
     queue = list(reversed(tasks))
@@ -153,13 +156,16 @@ def run_campaign(
     # enough in flight to keep every worker busy, few enough that "running" means running
     capacity = max(1, engine.workers) + (0 if engine.name == "local" else 1)
 
+    def count(keys: set[str] | dict[str, str]) -> int:
+        return sum(1 for c in cells if c.key in keys)
+
     def report(last: str | None = None, error: str | None = None) -> None:
         if progress is not None:
             progress(
                 Progress(
-                    len(cells_done),
+                    count(cells_done),
                     len(cells),
-                    len(failed),
+                    count(failed),
                     [t.label for t in running.values()],
                     last,
                     error,
@@ -200,7 +206,7 @@ def run_campaign(
         running.clear()
     else:
         store.finish_run(run_id)
-    summary.done = len(cells_done)
+    summary.done = count(cells_done)
     summary.failed = {by_key[k].label: v for k, v in failed.items()}
     summary.seconds = time.perf_counter() - started
     return summary

@@ -102,6 +102,10 @@ class MembershipSpec(_Base):
         "train", description="'train' (the data's training split, for a model trained on it) "
         "or a file of training samples."
     )
+    candidates: int | None = Field(
+        None, ge=10, description="Members and non-members each attacked (default: all the "
+        "held-out data; half of it when shadow models need the rest as the adversary's own)."
+    )
     settings: _Settings = Field(default_factory=dict)
 
 

@@ -162,6 +162,7 @@ def _run(task: Task) -> dict[str, Any]:
                 attacks=a.get("attacks"),
                 attack_params=a.get("settings") or None,
                 preset=a.get("preset"),
+                examples=task.block == 0,
             )
         kw: dict[str, Any] = {
             "samples": int(a["samples"]),
@@ -199,15 +200,21 @@ def _run(task: Task) -> dict[str, Any]:
 
         # shadow models are the engine's tasks (see bastion.core.parallel), not joblib's
         params = {k: dict(v) for k, v in (a.get("settings") or {}).items()}
+        candidates = a.get("candidates")
         for name in a.get("attacks") or default_membership_attacks(target):
-            if "n_jobs" in ATTACKS.get(name).parameters():
+            known = ATTACKS.get(name).parameters()
+            if "n_jobs" in known:
                 params.setdefault(name, {}).setdefault("n_jobs", 1)
+            if "shadows" in known and candidates is None:
+                # the shadows train on held-out data the candidates leave to the adversary
+                candidates = max(10, len(data.x_test) // 2)
         found = membership_assessment(
             target,
             members,
             data,
             attacks=a.get("attacks"),
             attack_params=params or None,
+            max_candidates=int(candidates or 2000),
             seed=seed,
             shadow_cache=cache_dir() / "shadows",
         )
@@ -286,14 +293,5 @@ def _merge(task: Task) -> dict[str, Any]:
     a = task.assessment
     target, data = _load(task.target)
     threat = _threat(a, target, data)
-    result = merge_blocks(
-        task.parts,
-        target,
-        data,
-        threat,
-        seed=int(a.get("seed", 0)),
-        attacks=a.get("attacks"),
-        attack_params=a.get("settings") or None,
-        preset=a.get("preset"),
-    )
+    result = merge_blocks(task.parts, target, data, threat, samples=int(a["samples"]))
     return _json([result.to_assessment()], target, data)

@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 from importlib import import_module
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ import pytest
 
 from bastion.core.errors import ConfigError, DataError
 from bastion.testing import Figure, RobustnessResult, robustness
+
+from helpers import plugin_args, settle_imports
 
 pytest_plugins = ["pytester"]
 
@@ -30,14 +31,9 @@ PLUGIN = "bastion.testing.plugin"
 CALL = 'robustness("digits-cnn", eps=0.1, attacks=["fgsm"], samples=60)'
 
 
-def _entry_point_installed() -> bool:
-    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        return False
-    return any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
-
-
-def _plugin_args() -> list[str]:
-    return [] if _entry_point_installed() else ["-p", PLUGIN]
+@pytest.fixture(autouse=True)
+def _settled() -> None:
+    settle_imports()
 
 
 def test_a_passing_suite(pytester: pytest.Pytester, demo: Any) -> None:
@@ -53,7 +49,7 @@ def test_a_passing_suite(pytester: pytest.Pytester, demo: Any) -> None:
             assert r.samples == 60
         """
     )
-    result = pytester.runpytest("--strict-markers", *_plugin_args())
+    result = pytester.runpytest("--strict-markers", *plugin_args())
     result.assert_outcomes(passed=1)
 
 
@@ -77,7 +73,7 @@ def test_a_failure_says_the_figure_its_interval_and_setting(
             assert {near} <= r.robust_accuracy
         """
     )
-    result = pytester.runpytest(*_plugin_args())
+    result = pytester.runpytest(*plugin_args())
     result.assert_outcomes(failed=2)
     text = result.stdout.str()
     described = (
@@ -90,7 +86,7 @@ def test_a_failure_says_the_figure_its_interval_and_setting(
     assert f"{described} is below {near:g}" in text
     assert f"{near:g} lies within the 95% interval" in text
     # without the plugin, pytest's own rewriting still shows the figure's repr
-    without = ["-p", "no:bastion"] if _entry_point_installed() else []
+    without = [] if plugin_args() else ["-p", "no:bastion"]
     plain = pytester.runpytest(*without, "-k", "far_below")
     plain.assert_outcomes(failed=1)
     assert f"assert {figure!r} >= 0.95" in plain.stdout.str()
@@ -110,11 +106,11 @@ def test_the_marker_is_registered_and_selects(pytester: pytest.Pytester) -> None
             pass
         """
     )
-    result = pytester.runpytest("--strict-markers", "-m", "not robustness", *_plugin_args())
+    result = pytester.runpytest("--strict-markers", "-m", "not robustness", *plugin_args())
     result.assert_outcomes(passed=1, deselected=1)
-    result = pytester.runpytest("--strict-markers", "-m", "robustness", *_plugin_args())
+    result = pytester.runpytest("--strict-markers", "-m", "robustness", *plugin_args())
     result.assert_outcomes(passed=1, deselected=1)
-    markers = pytester.runpytest("--markers", *_plugin_args())
+    markers = pytester.runpytest("--markers", *plugin_args())
     assert markers.ret == 0
     lines = [ln for ln in markers.outlines if ln.startswith("@pytest.mark.robustness:")]
     assert len(lines) == 1 and "-m robustness" in lines[0]
@@ -129,8 +125,8 @@ def test_the_fixture_is_the_function(pytester: pytest.Pytester) -> None:
             assert robustness is bastion.testing.robustness
         """
     )
-    pytester.runpytest(*_plugin_args()).assert_outcomes(passed=1)
-    fixtures = pytester.runpytest("--fixtures", *_plugin_args())
+    pytester.runpytest(*plugin_args()).assert_outcomes(passed=1)
+    fixtures = pytester.runpytest("--fixtures", *plugin_args())
     assert "robustness" in fixtures.stdout.str()
     assert "measures" in fixtures.stdout.str()  # the fixture's docstring
 

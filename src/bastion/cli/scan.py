@@ -662,8 +662,10 @@ def _against_baseline(old: dict[str, Any], report: Any, folder: Path) -> bool:
             style = {"regressed": "red", "improved": "green"}.get(row[-1], "")
             table.add_row(*row, style=style)
         console.print(table)
-    console.print(f"against the baseline: {comparison.summary()}", highlight=False)
-    console.print(f"comparison: {', '.join(str(p) for p in written)}", highlight=False)
+    console.print(f"against the baseline: {comparison.summary()}", highlight=False, soft_wrap=True)
+    console.print(
+        f"comparison: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True
+    )
     if comparison.failed:
         worse = comparison.regressions
         first = f"{worse[0].label}: {worse[0].old:.1%} -> {worse[0].new:.1%}"

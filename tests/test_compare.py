@@ -67,6 +67,21 @@ def only(comparison: Comparison, name: str) -> Any:
     return found[0]
 
 
+def test_the_public_names() -> None:
+    import bastion.assess.compare
+
+    assert set(bastion.assess.compare.__all__) == {
+        "Better",
+        "Change",
+        "Comparison",
+        "Verdict",
+        "compare_assessments",
+        "compare_reports",
+        "direction",
+        "load_report",
+    }
+
+
 def test_newcombe_matches_the_published_example() -> None:
     # Newcombe (1998), table II: 56/70 against 48/80, difference 0.2, method 10: 0.0524-0.3339
     lo, hi = newcombe_interval((48, 80), (56, 70))
@@ -310,6 +325,8 @@ def test_a_wrong_report_is_refused_in_one_line(tmp_path: Path) -> None:
         compare_reports(good, [])  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="list of assessments"):
         compare_reports(good, {"schema_version": "2.0", "assessments": [{"metrics": []}]})
+    with pytest.raises(ConfigError, match="new assessments are not all"):
+        compare_assessments([], [{"family": "evasion", "metrics": [{"value": 1}]}])
     with pytest.raises(ConfigError, match="no such file"):
         load_report(tmp_path / "missing.json", what="baseline")
     (tmp_path / "bad.json").write_text("{not json")

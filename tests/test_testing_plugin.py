@@ -172,6 +172,14 @@ def test_the_plugin_imports_neither_torch_nor_numpy() -> None:
     assert proc.stdout.strip() == "[]"
 
 
+def test_the_public_names() -> None:
+    import bastion.testing
+
+    assert set(bastion.testing.__all__) == {"Figure", "RobustnessResult", "robustness"}
+    for name in bastion.testing.__all__:
+        assert getattr(bastion.testing, name).__module__.startswith("bastion.testing.")
+
+
 def test_pyproject_declares_the_entry_point() -> None:
     # read by hand: tomllib arrives with Python 3.11, and bastion supports 3.10
     text = (REPO / "pyproject.toml").read_text()

@@ -391,17 +391,16 @@ def _check_report(data: Any, what: str) -> None:
             "rerun its scan with this version of bastion"
         )
     assessments = data.get("assessments")
-    if not isinstance(assessments, list) or not all(
-        isinstance(a, dict) and isinstance(a.get("family"), str) and _metric_list(a)
-        for a in assessments
-    ):
+    if not isinstance(assessments, list) or not all(_valid_assessment(a) for a in assessments):
         raise ConfigError(f"{what} has no valid list of assessments (each with family, metrics)")
 
 
-def _metric_list(a: Mapping[str, Any]) -> bool:
+def _valid_assessment(a: Any) -> bool:
+    if not isinstance(a, Mapping) or not isinstance(a.get("family"), str):
+        return False
     metrics = a.get("metrics")
     return isinstance(metrics, list) and all(
-        isinstance(m, dict) and isinstance(m.get("name"), str) for m in metrics
+        isinstance(m, Mapping) and isinstance(m.get("name"), str) for m in metrics
     )
 
 
@@ -445,6 +444,12 @@ def compare_assessments(
         z = z_for(alpha)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    for side, given in (("old", old), ("new", new)):
+        if not all(_valid_assessment(a) for a in given):
+            raise ConfigError(
+                f"the {side} assessments are not all assessments in report.json's form "
+                "(each a dict with a family and a list of metrics with names)"
+            )
     changes: list[Change] = []
     for a_old, a_new in _pair_assessments(list(old), list(new)):
         changes += _compare_pair(a_old, a_new, alpha, z)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from importlib.metadata import entry_points
+
 import pytest
 import torch
 
@@ -32,3 +35,30 @@ def one_line_error(result: object) -> str:
     assert lines[0].startswith("error:")
     assert "Traceback" not in stderr
     return lines[0]
+
+
+def plugin_args() -> list[str]:
+    """``-p bastion.testing.plugin`` for a ``pytester`` run, unless pytest loads the plugin by
+    itself through bastion's installed ``pytest11`` entry point (both would register it twice).
+    """
+    plugin = "bastion.testing.plugin"
+    if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") and any(
+        ep.value == plugin for ep in entry_points(group="pytest11")
+    ):
+        return []
+    return ["-p", plugin]
+
+
+def settle_imports() -> None:
+    """Import bastion's plugins and what a robustness test imports, before ``pytester`` takes
+    its snapshot of ``sys.modules``: it drops every module imported during a test when the
+    test ends, and a registry module dropped that way comes back empty on its next import
+    while bastion's plugin loader still counts its plugins as loaded."""
+    import importlib
+
+    from bastion.core.plugins import load_plugins
+
+    for name in ("bastion.assess.compare", "bastion.assess.evaluate", "bastion.assess.specs"):
+        importlib.import_module(name)
+    importlib.import_module("bastion.testing")
+    load_plugins()

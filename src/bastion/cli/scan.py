@@ -307,6 +307,14 @@ def scan(
             "inference tells it apart from --data, the held-out data."
         ),
     ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="A report.json (or its folder) from an earlier scan: compare this scan's "
+            "figures with it, write comparison.json and .md, and exit with status 1 when one "
+            "got worse beyond noise: a gate for CI."
+        ),
+    ] = None,
 ) -> None:
     """Attack a model over an epsilon sweep and write the reports (HTML and JSON by default)."""
     from bastion.core.findings import Severity
@@ -396,6 +404,11 @@ def scan(
         raise ConfigError(f"--resume: no interrupted scan to resume in {out}")
 
     formats = parse_formats(fmt)
+    old_report = None
+    if baseline is not None:
+        from bastion.assess.compare import load_report
+
+        old_report = load_report(baseline, what="baseline")
 
     # ---- the registry: settings and defences are checked against it
     from bastion.core.registry import ATTACKS, parse_settings
@@ -427,6 +440,11 @@ def scan(
         assessment = load_plan(plan)
         for item in assessment.items:
             inside(out, item.asset)
+        if baseline is not None and asset is None and len(assessment.items) > 1:
+            raise ConfigError(
+                f"--baseline compares one report; the plan has {len(assessment.items)} assets: "
+                "choose one with --asset"
+            )
 
     from bastion.assess import default_attacks
     from bastion.assess import scan as run_scan
@@ -576,6 +594,7 @@ def scan(
 
     failing = False
     interrupted = False
+    folder = out
     if not runs:
         report = Report(privacy, command=command)
         try:
@@ -607,6 +626,10 @@ def scan(
             failing = failing or any(f.fails(threshold) for f in a.findings)
     if privacy:
         console.print(f"report: {', '.join(str(p) for p in written)}", highlight=False)
+    regressed = False
+    if old_report is not None:
+        # one report when a baseline is given: a plan of several assets was refused above
+        regressed = _against_baseline(old_report, report, folder)
     if interrupted:
         console.print("[yellow]interrupted:[/] a partial report was written; rerun with --resume")
         raise typer.Exit(130)
@@ -615,7 +638,46 @@ def scan(
             f"[bold red]failing:[/] a finding is {threshold.value} or worse, or its figure is "
             "unreliable"
         )
+    if regressed or (threshold is not None and failing):
         raise typer.Exit(1)
+
+
+def _against_baseline(old: dict[str, Any], report: Any, folder: Path) -> bool:
+    """Compare the new report with the baseline, show the changes beyond noise, write
+    comparison.json and .md into ``folder``; whether a figure regressed."""
+    from bastion.assess.compare import Comparison, compare_reports
+    from bastion.report.json import to_dict
+
+    comparison = compare_reports(old, to_dict(report))
+    try:
+        written = comparison.write(folder)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the comparison into {folder}: {exc.strerror}") from None
+    rows = comparison.rows(significant_only=True)
+    if rows:
+        table = Table(title="Changes beyond noise against the baseline", title_justify="left")
+        for column in Comparison.COLUMNS:
+            table.add_column(column, no_wrap=column != "figure")
+        for row in rows:
+            style = {"regressed": "red", "improved": "green"}.get(row[-1], "")
+            table.add_row(*row, style=style)
+        console.print(table)
+    console.print(f"against the baseline: {comparison.summary()}", highlight=False, soft_wrap=True)
+    console.print(
+        f"comparison: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True
+    )
+    if comparison.failed:
+        worse = comparison.regressions
+        first = f"{worse[0].label}: {worse[0].old:.1%} -> {worse[0].new:.1%}"
+        if worse[0].unit != "fraction":
+            first = f"{worse[0].label}: {worse[0].old:.4g} -> {worse[0].new:.4g}"
+        console.print(
+            f"[bold red]regressed:[/] {len(worse)} figure(s) worse than the baseline beyond "
+            f"noise ({first}{', ...' if len(worse) > 1 else ''})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return comparison.failed
 
 
 _FAMILIES = ("evasion", "extraction", "membership", "inversion")

@@ -620,3 +620,57 @@ def test_a_dry_run_stores_a_thousand_cell_plan(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'c.db'}")
     run_id = store.new_run("big", spec_obj.model_dump(mode="json"), cells, engine=None)
     assert [r.key for r in store.cells(run_id)] == [c.key for c in cells]
+
+
+# ------------------------------------------------------------------------------ diff
+def test_diff_fails_on_a_significant_regression_of_a_retrained_model_never_on_noise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of one campaign file: the model file replaced by a worse one is a
+    regression (exit 1); the same model run again is no change (exit 0)."""
+    import torch
+
+    import bastion
+
+    monkeypatch.chdir(tmp_path)
+    good, _ = bastion.load_demo("digits-cnn", device="cpu")
+    torch.save(good.model.state_dict(), tmp_path / "model.pt")
+    spec = {
+        "name": "versions",
+        "targets": [
+            {"name": "m", "target": "model.pt", "data": "digits", "arch": "bastion.zoo.models:SmallCNN"}
+        ],
+        "assessments": [
+            {"name": "evasion", "kind": "evasion", "attacks": ["fgsm"], "eps": [0.05],
+             "samples": 300}
+        ],
+    }
+    path = write(tmp_path, spec)
+    assert run(capsys, "campaign", "run", str(path))[0] == 0
+    # the retrained model: its weights damaged, it is fooled far more often
+    torch.manual_seed(0)
+    state = {
+        k: v + 1.5 * v.std() * torch.randn_like(v) for k, v in good.model.state_dict().items()
+    }
+    torch.save(state, tmp_path / "model.pt")
+    code, out, _ = run(capsys, "campaign", "run", str(path))
+    assert code == 0 and "1 tasks computed now" in out
+    code, out, err = run(capsys, "campaign", "diff", "versions~1", "versions", "--out", "d")
+    figures = [
+        robust(r.payload or {})
+        for r in Store.open("sqlite:///campaign.db").results(
+            c.key for run_id in (1, 2) for c in Store.open("sqlite:///campaign.db").cells(run_id)
+        ).values()
+    ]
+    assert code == 1, (out + err, figures)
+    assert "regressed" in out and "robust accuracy" in out
+    assert "significant regressions" in err
+    diff = json.loads((tmp_path / "d" / "diff.json").read_text())
+    assert diff["regressions"] and diff["regressions"][0]["cell"] == "m/evasion"
+    assert "regressions**" in (tmp_path / "d" / "diff.md").read_text()
+    # the same model again: the cell is found done, and nothing changed
+    code, out, _ = run(capsys, "campaign", "run", str(path))
+    assert code == 0 and "0 tasks computed now" in out
+    code, out, _ = run(capsys, "campaign", "diff", "versions~1", "versions")
+    assert code == 0
+    assert "no significant change" in out

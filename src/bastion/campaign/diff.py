@@ -81,7 +81,7 @@ class RunDiff:
             for verdict, label, ch in rows:
                 mark = "🔴" if verdict == "regressed" else "🟢"
                 lines.append(
-                    f"| {mark} | {_md(label)} | {_md(ch.label)} | {_fmt(ch.old)} | "
+                    f"| {mark} | {_md(label)} | {_md(_figure(ch))} | {_fmt(ch.old)} | "
                     f"{_fmt(ch.new)} | {_md(ch.why)} |"
                 )
         if self.unmatched:
@@ -111,7 +111,7 @@ class RunDiff:
                 table.add_row(
                     f"[{style}]{verdict}[/]",
                     escape(label),
-                    escape(ch.label),
+                    escape(_figure(ch)),
                     _fmt(ch.old),
                     _fmt(ch.new),
                     escape(ch.why),
@@ -129,6 +129,11 @@ class RunDiff:
             atomic_write(out / "diff.json", json.dumps(self.as_dict(), indent=2) + "\n"),
             atomic_write(out / "diff.md", self.to_markdown()),
         ]
+
+
+def _figure(change: Any) -> str:
+    where = getattr(change, "where", "")
+    return f"{change.label} ({where})" if where else str(change.label)
 
 
 def _fmt(value: Any) -> str:

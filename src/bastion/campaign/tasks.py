@@ -100,8 +100,16 @@ def execute(task: Task) -> Outcome:
 
 # ------------------------------------------------------------------------------ running
 def _load(target: dict[str, Any]) -> tuple[Any, Any]:
-    """The target and its data, kept for the next task of this worker that asks for them."""
-    memo = json.dumps(target, sort_keys=True)
+    """The target and its data, kept for the next task of this worker that asks for them
+    (while their files are unchanged: a model retrained in place is loaded again)."""
+    stamps = []
+    for spec in (target.get("target"), target.get("data")):
+        try:
+            stat = os.stat(spec) if spec else None
+        except OSError:
+            stat = None
+        stamps.append([stat.st_size, stat.st_mtime_ns] if stat is not None else None)
+    memo = json.dumps([target, stamps], sort_keys=True)
     if memo in _LOADED:
         _LOADED.move_to_end(memo)
         return _LOADED[memo]

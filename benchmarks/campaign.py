@@ -6,10 +6,11 @@ a 1,000-cell plan stored.
 
 Parts:
 
-- ``engines``: 4 demo models x 3 assessments run in one process (``local``), on a pool of 2
-  worker processes (``processes``) and on a local Ray cluster of 2 CPUs (``ray``), each from a
-  fresh store, alternated and repeated; throughput relative to one process, and each run's
-  wall time against ``campaign plan``'s estimate for that engine.
+- ``engines``: 4 demo models x 3 assessments run in one process (``local``, with torch's
+  default threads, and again with one thread), on a pool of 2 worker processes
+  (``processes``) and on a local Ray cluster of 2 CPUs (``ray``), each from a fresh store and
+  a fresh shadow-model cache, alternated and repeated; throughput relative to one process,
+  and each run's wall time against ``campaign plan``'s estimate for that engine.
 - ``kill``: ``bastion campaign run`` killed with SIGKILL once some cells are done, then run
   again; the cells computed by each run, counted from the store.
 - ``sharding``: one evaluation of 360 inputs in 4 blocks over a process pool against the same
@@ -67,7 +68,7 @@ def load() -> str:
 
 # ------------------------------------------------------------------------------ engines
 def engines(repeats: int, folder: Path) -> dict[str, Any]:
-    from bastion.campaign import Store, expand, load_campaign, make_engine, run_campaign
+    from bastion.campaign import expand, load_campaign
     from bastion.campaign.estimate import estimate_cells, wall_time
 
     path = campaign(folder)
@@ -75,36 +76,102 @@ def engines(repeats: int, folder: Path) -> dict[str, Any]:
     cells = expand(spec, root)
     # warm the demo cache: training the demo models is not the campaign's work
     estimates, _ = estimate_cells(cells)
-    times: dict[str, list[float]] = {"local": [], "processes": [], "ray": []}
-    for r in range(repeats):
-        for name in ("local", "processes", "ray"):
-            store = Store.open(f"sqlite:///{folder / f'{name}-{r}.db'}")
-            began = time.perf_counter()
-            engine = make_engine(name, workers=2)
-            try:
-                summary = run_campaign(spec, root, store, engine, cells=cells)
-            finally:
-                engine.close()
-            seconds = time.perf_counter() - began
-            assert summary.done == len(cells), summary.failed
-            times[name].append(seconds)
-            print(f"  repeat {r + 1} {name:9s} {seconds:6.1f} s  ({load()})", flush=True)
+    import torch
+
+    threads = torch.get_num_threads()
+    times: dict[str, list[float]] = {
+        "local": [],
+        "local-1-thread": [],
+        "processes": [],
+        "ray": [],
+        "ray-cluster": [],
+    }
+    # a cluster started beforehand, as a team runs one (`ray start --head`); its GCS port is
+    # kept off Redis's 6379
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    subprocess.run(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--num-cpus",
+            "2",
+            "--port",
+            "6390",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        _engine_runs(times, repeats, folder, spec, root, cells, estimates, threads)
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
     out: dict[str, Any] = {"cells": len(cells), "load_after": load()}
     base = statistics.median(times["local"])
     for name, values in times.items():
-        workers = 1 if name == "local" else 2
+        workers = 1 if name.startswith("local") else 2
         predicted = wall_time(estimates, workers)
         out[name] = {
             "min_s": round(min(values), 1),
             "median_s": round(statistics.median(values), 1),
             "throughput_vs_local": round(base / statistics.median(values), 2),
+            "throughput_vs_local_1_thread": round(
+                statistics.median(times["local-1-thread"]) / statistics.median(values), 2
+            ),
             "estimate_s": round(predicted, 1),
             "actual_over_estimate": round(statistics.median(values) / predicted, 2),
         }
-    out["ray_vs_processes"] = round(
-        statistics.median(times["processes"]) / statistics.median(times["ray"]), 2
-    )
+    for name in ("ray", "ray-cluster"):
+        out[f"{name}_vs_processes"] = round(
+            statistics.median(times["processes"]) / statistics.median(times[name]), 2
+        )
     return out
+
+
+def _engine_runs(
+    times: dict[str, list[float]],
+    repeats: int,
+    folder: Path,
+    spec: Any,
+    root: Path,
+    cells: list[Any],
+    estimates: list[float],
+    threads: int,
+) -> None:
+    import torch
+
+    from bastion.campaign import Store, make_engine, run_campaign
+
+    warm = Path(os.environ["BASTION_CACHE_DIR"])
+    for r in range(repeats):
+        for name in times:
+            store = Store.open(f"sqlite:///{folder / f'{name}-{r}.db'}")
+            # the demo weights, but no shadow model of an earlier run: every run trains its own
+            cache = folder / f"cache-{name}-{r}"
+            cache.mkdir()
+            for item in warm.iterdir():
+                if item.name != "shadows":
+                    (cache / item.name).symlink_to(item)
+            os.environ["BASTION_CACHE_DIR"] = str(cache)
+            torch.set_num_threads(1 if name == "local-1-thread" else threads)
+            began = time.perf_counter()
+            if name == "ray-cluster":
+                engine = make_engine("ray", address="127.0.0.1:6390")
+            else:
+                engine = make_engine(name.split("-")[0], workers=2)
+            try:
+                summary = run_campaign(spec, root, store, engine, cells=cells, estimates=estimates)
+            finally:
+                engine.close()
+                os.environ["BASTION_CACHE_DIR"] = str(warm)
+                torch.set_num_threads(threads)
+            seconds = time.perf_counter() - began
+            assert summary.done == len(cells), summary.failed
+            times[name].append(seconds)
+            print(f"  repeat {r + 1} {name:14s} {seconds:6.1f} s  ({load()})", flush=True)
 
 
 # ------------------------------------------------------------------------------ kill
@@ -122,9 +189,22 @@ def kill(folder: Path) -> dict[str, Any]:
 
     path = campaign(folder, "killed")
     db = folder / "killed.db"
-    cmd = [sys.executable, "-m", "bastion.cli.main", "campaign", "run", str(path),
-           "--store", f"sqlite:///{db}", "--engine", "processes", "--workers", "2",
-           "--out", str(folder / "killed-report")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bastion.cli.main",
+        "campaign",
+        "run",
+        str(path),
+        "--store",
+        f"sqlite:///{db}",
+        "--engine",
+        "processes",
+        "--workers",
+        "2",
+        "--out",
+        str(folder / "killed-report"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while proc.poll() is None and _done(db) < 5:
         time.sleep(0.05)
@@ -212,10 +292,16 @@ def dry_run(folder: Path, repeats: int) -> dict[str, Any]:
     path = folder / "big.yaml"
     spec = {
         "name": "big",
-        "targets": [{"name": f"model-{i}", "target": f"models/m{i}.onnx", "data": "digits"}
-                    for i in range(10)],
+        "targets": [
+            {"name": f"model-{i}", "target": f"models/m{i}.onnx", "data": "digits"}
+            for i in range(10)
+        ],
         "assessments": [
-            {"name": f"evasion-{j}", "kind": "evasion", "matrix": {"samples": list(range(100, 1100, 100))}}
+            {
+                "name": f"evasion-{j}",
+                "kind": "evasion",
+                "matrix": {"samples": list(range(100, 1100, 100))},
+            }
             for j in range(10)
         ],
     }
@@ -228,23 +314,38 @@ def dry_run(folder: Path, repeats: int) -> dict[str, Any]:
         db = folder / f"big-{r}.db"
         began = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "bastion.cli.main", "campaign", "run", str(path),
-             "--dry-run", "--store", f"sqlite:///{db}"],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "bastion.cli.main",
+                "campaign",
+                "run",
+                str(path),
+                "--dry-run",
+                "--store",
+                f"sqlite:///{db}",
+            ],
+            capture_output=True,
+            text=True,
         )
         seconds.append(time.perf_counter() - began)
         assert done.returncode == 0, done.stderr
         with sqlite3.connect(db) as conn:
             (n,) = conn.execute("SELECT count(*) FROM cells").fetchone()
         assert n == 1000, n
-    return {"cells": 1000, "min_s": round(min(seconds), 2),
-            "median_s": round(statistics.median(seconds), 2), "says": done.stdout.strip()}
+    return {
+        "cells": 1000,
+        "min_s": round(min(seconds), 2),
+        "median_s": round(statistics.median(seconds), 2),
+        "says": done.stdout.strip(),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["engines", "kill", "sharding", "dry-run", "all"],
-                        default="all")
+    parser.add_argument(
+        "--part", choices=["engines", "kill", "sharding", "dry-run", "all"], default="all"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     out: dict[str, Any] = {"load_before": load()}

@@ -113,8 +113,7 @@ def test_a_wrong_campaign_file_is_one_clear_error(
 ) -> None:
     path = write(tmp_path, {**small(), **change})
     with pytest.raises(ConfigError, match=message):
-        spec, root = load_campaign(path)
-        expand(spec, root)
+        expand(*load_campaign(path))
 
 
 def test_an_invalid_matrix_value_is_refused_naming_the_setting(tmp_path: Path) -> None:
@@ -211,7 +210,7 @@ def _postgres_ok() -> bool:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
-    except Exception:  # noqa: BLE001 - any failure means no usable server here
+    except Exception:
         return False
     return True
 
@@ -310,8 +309,18 @@ def test_a_campaign_killed_mid_run_repeats_no_finished_cell(tmp_path: Path) -> N
     db = tmp_path / "c.db"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli.main", "campaign", "run", str(path),
-         "--store", f"sqlite:///{db}", "--out", str(tmp_path / "r")],
+        [
+            sys.executable,
+            "-m",
+            "bastion.cli.main",
+            "campaign",
+            "run",
+            str(path),
+            "--store",
+            f"sqlite:///{db}",
+            "--out",
+            str(tmp_path / "r"),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -419,7 +428,9 @@ def test_a_process_pool_gives_the_figures_of_one_process(tmp_path: Path) -> None
 
 @pytest.fixture(scope="module")
 def ray_engine() -> Iterator[Engine]:
-    pytest.importorskip("ray", reason="Ray is not installed (pip install 'bastion-ml[distributed]')")
+    pytest.importorskip(
+        "ray", reason="Ray is not installed (pip install 'bastion-ml[distributed]')"
+    )
     try:
         engine = make_engine("ray", workers=2)
     except ConfigError as exc:
@@ -638,29 +649,39 @@ def test_diff_fails_on_a_significant_regression_of_a_retrained_model_never_on_no
     spec = {
         "name": "versions",
         "targets": [
-            {"name": "m", "target": "model.pt", "data": "digits", "arch": "bastion.zoo.models:SmallCNN"}
+            {
+                "name": "m",
+                "target": "model.pt",
+                "data": "digits",
+                "arch": "bastion.zoo.models:SmallCNN",
+            }
         ],
         "assessments": [
-            {"name": "evasion", "kind": "evasion", "attacks": ["fgsm"], "eps": [0.05],
-             "samples": 300}
+            {
+                "name": "evasion",
+                "kind": "evasion",
+                "attacks": ["fgsm"],
+                "eps": [0.05],
+                "samples": 300,
+            }
         ],
     }
     path = write(tmp_path, spec)
     assert run(capsys, "campaign", "run", str(path))[0] == 0
     # the retrained model: its weights damaged, it is fooled far more often
     torch.manual_seed(0)
-    state = {
-        k: v + 1.5 * v.std() * torch.randn_like(v) for k, v in good.model.state_dict().items()
-    }
+    state = {k: v + 1.5 * v.std() * torch.randn_like(v) for k, v in good.model.state_dict().items()}
     torch.save(state, tmp_path / "model.pt")
     code, out, _ = run(capsys, "campaign", "run", str(path))
     assert code == 0 and "1 tasks computed now" in out
     code, out, err = run(capsys, "campaign", "diff", "versions~1", "versions", "--out", "d")
     figures = [
         robust(r.payload or {})
-        for r in Store.open("sqlite:///campaign.db").results(
+        for r in Store.open("sqlite:///campaign.db")
+        .results(
             c.key for run_id in (1, 2) for c in Store.open("sqlite:///campaign.db").cells(run_id)
-        ).values()
+        )
+        .values()
     ]
     assert code == 1, (out + err, figures)
     assert "regressed" in out and "robust accuracy" in out

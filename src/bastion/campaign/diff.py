@@ -152,9 +152,7 @@ def diff_runs(store: Store, old: RunRow, new: RunRow) -> RunDiff:
 
     def index(run_id: int) -> dict[str, Any]:
         rows = store.cells(run_id)
-        return {
-            json.dumps([r.target, r.assessment, r.setting], sort_keys=True): r for r in rows
-        }
+        return {json.dumps([r.target, r.assessment, r.setting], sort_keys=True): r for r in rows}
 
     a, b = index(old.id), index(new.id)
     results = store.results([r.key for r in a.values()] + [r.key for r in b.values()])

@@ -138,7 +138,7 @@ class ProcessEngine(Engine):
             except cf.process.BrokenProcessPool:
                 broken = True
                 out.append(_lost(task, "its worker process died (out of memory, or killed)"))
-            except Exception as exc:  # noqa: BLE001 - a task that could not even be shipped
+            except Exception as exc:
                 out.append(_lost(task, f"{type(exc).__name__}: {exc}"))
         if broken:
             # every task of a broken pool is lost with it: report them, start a new pool
@@ -179,9 +179,15 @@ def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
 def _ray_map(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
     """Inner tasks of an assessment, each a Ray task of its own (a task blocked here gives
     its CPU back to Ray while it waits, so nested tasks cannot starve). ``fn`` may be any
-    picklable callable (a partial, say)."""
+    picklable callable (a partial, say). When the cluster has no CPU free, they run here:
+    shipping them would only queue them behind the work that keeps the cluster busy, and
+    start new worker processes to do so."""
     import ray
 
+    items = list(items)
+    free = ray.available_resources().get("CPU", 0.0)  # type: ignore[no-untyped-call]
+    if len(items) < 2 or free < 1:
+        return [fn(item) for item in items]
     if not _APPLY:
         _APPLY.append(ray.remote(num_cpus=1, max_retries=0)(_apply))
     remote = _APPLY[0]
@@ -221,7 +227,7 @@ class RayEngine(Engine):
                 ray.init(address=address, **kwargs)
             else:
                 ray.init(num_cpus=workers or cpus(), **kwargs)
-        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
+        except Exception as exc:
             where = f" at {address}" if address else ""
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"cannot start or reach a Ray cluster{where}: {detail}") from None
@@ -247,7 +253,7 @@ class RayEngine(Engine):
             task = self._refs.pop(ref)
             try:
                 out.append(ray.get(ref))
-            except Exception as exc:  # noqa: BLE001 - a dead worker or node is a lost task
+            except Exception as exc:
                 detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 out.append(_lost(task, f"Ray lost it: {type(exc).__name__} {detail}".strip()))
         return out
@@ -279,7 +285,7 @@ def _local_gpus() -> int:
         import torch
 
         return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
-    except Exception:  # noqa: BLE001 - no usable CUDA is no GPU
+    except Exception:
         return 0
 
 

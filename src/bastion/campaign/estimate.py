@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,64 +23,125 @@ from bastion.campaign.spec import Cell
 
 __all__ = ["Timing", "estimate_cells", "wall_time"]
 
-#: seconds each assessment costs whatever its size (imports, loading, setup, findings)
+#: seconds each assessment costs whatever its size (setup, findings, the JSON of its result)
 _OVERHEAD = {
     "evasion": 0.1,
-    "membership": 0.2,
-    "extraction": 0.5,
-    "inversion": 0.5,
-    "poisoning": 0.5,
+    "membership": 0.1,
+    "extraction": 0.2,
+    "inversion": 0.2,
+    "poisoning": 0.2,
     "hardening": 1.0,
 }
-#: share of the inputs an attack after the first still attacks (the others are fooled)
+#: share of the inputs an attack after the first of its access group still attacks (the
+#: others are fooled); each access group (white-box, score-based, label-only) starts afresh
 _LATER_SHARE = 0.5
+#: seconds of a query attack's own work per iteration (sampling, bookkeeping), measured on
+#: the demo models: a few tenths of a millisecond
+_QUERY_ITERATION = 3e-4
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds per input of one target: forward, and forward with backward."""
+    """What one target costs: seconds for a batch of ``n`` inputs are ``latency + n * per``,
+    for a forward pass and for a forward and backward pass; and its data's sizes."""
 
     forward: float
     gradient: float
     n_test: int
     n_train: int
     classes: int
+    forward_latency: float = 0.0
+    gradient_latency: float = 0.0
+
+    def fwd(self, n: float) -> float:
+        return self.forward_latency + n * self.forward
+
+    def grad(self, n: float) -> float:
+        return self.gradient_latency + n * self.gradient
 
 
 def _time_target(target: Any, data: Any) -> Timing:
     from bastion.assess.hardening import _timing
 
     batch = min(128, len(data.x_train))
-    t_fwd, t_grad = _timing(target, data, batch)
+    big_f, big_g = _timing(target, data, batch)
+    one_f, one_g = _timing(target, data, 1)
+    per_f = max(big_f - one_f, 0.0) / max(batch - 1, 1)
+    per_g = max(big_g - one_g, 0.0) / max(batch - 1, 1)
     return Timing(
-        t_fwd / batch, t_grad / batch, len(data.x_test), len(data.x_train), data.num_classes
+        per_f,
+        per_g,
+        len(data.x_test),
+        len(data.x_train),
+        data.num_classes,
+        forward_latency=max(one_f - per_f, 0.0),
+        gradient_latency=max(one_g - per_g, 0.0),
     )
 
 
-def _grads(entry: Any, params: dict[str, Any]) -> tuple[float, float]:
-    """Gradient passes and forward queries per input of one attack run, with its settings."""
+_FIT_COST: dict[str, float] = {}
+
+
+def _fit_cost(settings: Any, data: Any) -> float:
+    """Seconds per sample per epoch of training a model of ``settings`` (a FitSettings) on
+    ``data``'s inputs, timed on one epoch of a few batches by the real training loop."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from bastion.zoo.fit import build_model, fit_model
+
+    key = repr((settings, tuple(data.input_shape), data.num_classes))
+    if key in _FIT_COST:
+        return _FIT_COST[key]
+    n = min(len(data.x_train), 4 * int(settings.batch_size))
+    one = dataclasses.replace(settings, epochs=1, patience=None)
+    x = torch.from_numpy(np.asarray(data.x_train[:n]))
+    y = torch.from_numpy(np.asarray(data.y_train[:n]).astype(np.int64))
+    best = float("inf")
+    for _ in range(2):
+        model = build_model(data.input_shape, data.num_classes, one)
+        began = time.perf_counter()
+        fit_model(model, x, y, one)
+        best = min(best, time.perf_counter() - began)
+    _FIT_COST[key] = best / n
+    return _FIT_COST[key]
+
+
+def _attack_cost(entry: Any, params: dict[str, Any], n: float, t: Timing) -> float:
+    """Seconds one attack takes on ``n`` inputs at one epsilon, with its settings: its
+    iterations, each a pass over the inputs still attacked."""
     p = {**entry.parameters(), **entry.defaults, **params}
 
     def num(name: str, default: float) -> float:
         value = p.get(name, default)
-        return float(value) if isinstance(value, (int, float)) and value is not ... else default
+        return float(value) if isinstance(value, (int, float)) else default
 
     name = entry.name
     if name == "fgsm":
-        return 1.0, 0.0
-    if name in ("square", "nes", "hopskipjump"):
-        # query attacks stop on success: about half their budget on average
-        return 0.0, 0.5 * num("max_queries", 1000)
+        return t.grad(n)
+    if name == "square":
+        # one query per input per iteration, until every input is fooled or the budget is
+        # spent; inputs leave the batch once fooled (about half of them, on average)
+        iters = num("max_queries", 1000)
+        return iters * (_QUERY_ITERATION + t.forward_latency) + 0.5 * iters * n * t.forward
+    if name == "nes":
+        iters = num("max_queries", 1000) / (2 * num("samples", 25))
+        return iters * t.fwd(0.5 * n * 2 * num("samples", 25))
+    if name == "hopskipjump":
+        return num("steps", 64) * 20 * t.forward_latency + num("max_queries", 1000) * n * t.forward
     if name == "cw":
-        return num("binary_search_steps", 9) * num("steps", 100), 0.0
-    if name == "deepfool":
-        return num("steps", 50) * min(num("candidates", 10), 10) / 4, 0.0
-    if name == "transfer":
-        return num("steps", 20) * num("tries", 2), num("tries", 2)
-    if name == "apgd-t":
-        return num("steps", 100) * num("restarts", 1) * num("target_classes", 9), 0.0
-    steps = num("steps", 20)
-    return steps * num("restarts", 1), 0.0
+        steps = num("binary_search_steps", 9) * num("steps", 100)
+    elif name == "deepfool":
+        steps = num("steps", 50) * min(num("candidates", 10), 10) / 4
+    elif name == "transfer":
+        steps = num("steps", 20) * num("tries", 2)
+    elif name == "apgd-t":
+        steps = num("steps", 100) * num("restarts", 1) * num("target_classes", 9)
+    else:
+        steps = num("steps", 20) * num("restarts", 1)
+    return steps * t.grad(n)
 
 
 def _evasion(a: Any, target: Any, data: Any, t: Timing) -> float:
@@ -94,40 +156,49 @@ def _evasion(a: Any, target: Any, data: Any, t: Timing) -> float:
         from bastion.assess.hardening import _GRADS_PER_INPUT, _QUERIES_PER_INPUT
 
         grads = _GRADS_PER_INPUT.get(a.preset, 60)
-        queries = 0.5 * _QUERIES_PER_INPUT.get(a.preset, 0)
-        return len(eps) * n * (grads * t.gradient + queries * t.forward)
+        queries = _QUERIES_PER_INPUT.get(a.preset, 0)
+        black = queries * t.forward_latency + 0.25 * queries * n * t.forward
+        return len(eps) * (grads * t.grad(n) + black)
     threat = Threat(norm=norm, epsilons=tuple(eps), knowledge=target.access)
     names = a.attacks or [e.name for e in default_attacks(target, threat)]
     cost = 0.0
-    for i, name in enumerate(names):
-        grads, queries = _grads(ATTACKS.get(name), (a.settings or {}).get(name, {}))
-        share = 1.0 if i == 0 else _LATER_SHARE
-        cost += share * (grads * t.gradient + queries * t.forward)
-    return len(eps) * n * cost
+    groups: set[str] = set()
+    for name in names:
+        entry = ATTACKS.get(name)
+        share = _LATER_SHARE if entry.access in groups else 1.0
+        groups.add(entry.access)
+        params = (a.settings or {}).get(name, {})
+        cost += _attack_cost(entry, params, share * n, t)
+    return len(eps) * cost
 
 
-def _membership(a: Any, target: Any, t: Timing) -> float:
+def _membership(a: Any, target: Any, data: Any, t: Timing) -> float:
     from bastion.assess.membership import default_membership_attacks
     from bastion.core.registry import ATTACKS
 
     names = a.attacks or default_membership_attacks(target)
-    candidates = 2 * min(2000, t.n_train, t.n_test)
+    shadowed = any("shadows" in ATTACKS.get(n).parameters() for n in names)
+    per_side = a.candidates or (max(10, t.n_test // 2) if shadowed else t.n_test)
+    per_side = min(per_side, t.n_test, t.n_train, 2000)
+    aux = max(t.n_test - per_side, 0)
     cost = 0.0
     for name in names:
         entry = ATTACKS.get(name)
-        p = {**entry.parameters(), **entry.defaults, **(a.settings or {}).get(name, {})}
-        if "shadows" in p:
-            # each shadow trained on half the candidates, then asked about all of them
-            shadows, epochs = float(p["shadows"]), float(p.get("epochs", 30))
-            cost += shadows * (epochs * candidates / 2 * t.gradient + candidates * t.forward)
-        elif "copies" in p:
-            cost += float(p["copies"]) * candidates * t.forward
+        params = {**entry.defaults, **(a.settings or {}).get(name, {})}
+        attack = ATTACKS.create(name, **entry.validate(params))
+        if "shadows" in entry.parameters():
+            fit = _fit_cost(attack.settings, data)
+            # each shadow learns from half the adversary's data, then answers every candidate
+            shadows = float(attack.shadows)
+            cost += shadows * (attack.settings.epochs * aux / 2 * fit + t.fwd(2 * per_side))
+        elif "copies" in entry.parameters():
+            cost += float(getattr(attack, "copies", 16)) * t.fwd(2 * per_side)
         else:
-            cost += candidates * t.forward
+            cost += t.fwd(2 * per_side)
     return cost
 
 
-def _extraction(a: Any, target: Any, t: Timing) -> float:
+def _extraction(a: Any, target: Any, data: Any, t: Timing) -> float:
     from bastion.assess.extraction import default_extraction_attacks
     from bastion.core.registry import ATTACKS
 
@@ -135,12 +206,18 @@ def _extraction(a: Any, target: Any, t: Timing) -> float:
     cost = 0.0
     for name in names:
         entry = ATTACKS.get(name)
-        p = {**entry.parameters(), **entry.defaults, **(a.settings or {}).get(name, {})}
-        queries = float(p.get("max_queries") or a.max_queries)
-        queries = min(queries, float(a.max_queries))
-        epochs = float(p.get("epochs", 0) or 0)
-        # the queries, then the copy trained on their answers
-        cost += queries * t.forward + epochs * queries * t.gradient
+        params = {**entry.defaults, **(a.settings or {}).get(name, {})}
+        attack = ATTACKS.create(name, **entry.validate(params))
+        wanted = getattr(attack, "max_queries", None) or a.max_queries
+        queries = float(min(wanted, a.max_queries))
+        cost += t.fwd(queries)
+        settings = getattr(attack, "settings", None)
+        if settings is None:
+            continue
+        rounds = int(getattr(attack, "rounds", 1) or 1)
+        # rounds double in size and the copy is trained on everything asked so far
+        grown = sum((2**k - 1) for k in range(1, rounds + 1)) / (2**rounds - 1)
+        cost += settings.epochs * queries * grown * _fit_cost(settings, data)
     return cost
 
 
@@ -153,16 +230,21 @@ def _inversion(a: Any, target: Any, t: Timing) -> float:
         entry = ATTACKS.get(name)
         p = {**entry.parameters(), **entry.defaults, **(a.settings or {}).get(name, {})}
         if "steps" in p:
-            cost += float(p["steps"]) * t.classes * t.gradient * 4
+            cost += float(p["steps"]) * t.grad(t.classes)
         else:
-            cost += t.n_test * t.forward * t.classes
+            cost += t.fwd(t.n_test * t.classes)
     return cost
 
 
-def _poisoning(a: Any, t: Timing) -> float:
-    # a clean model, a poisoned one, then one per point of the curve
+def _poisoning(a: Any, target: dict[str, Any], data: Any) -> float:
+    from bastion.campaign.tasks import _victim_arch
+    from bastion.zoo.fit import FitSettings
+
+    # a clean model, a poisoned one, then one per point of the curve, with the recipe's batch
+    arch = _victim_arch(a.model_dump(), target, data)
+    per = _fit_cost(FitSettings(arch=arch, batch_size=64), data)
     models = 2 + len(a.counts)
-    return models * int(a.epochs) * t.n_train * t.gradient
+    return models * int(a.epochs) * len(data.x_train) * per
 
 
 def _hardening(a: Any, target: Any, data: Any) -> float:
@@ -217,13 +299,13 @@ def estimate_cells(
         if a.kind == "evasion":
             work = _evasion(a, target, data, t)
         elif a.kind == "membership":
-            work = _membership(a, target, t)
+            work = _membership(a, target, data, t)
         elif a.kind == "extraction":
-            work = _extraction(a, target, t)
+            work = _extraction(a, target, data, t)
         elif a.kind == "inversion":
             work = _inversion(a, target, t)
         elif a.kind == "poisoning":
-            work = _poisoning(a, t)
+            work = _poisoning(a, cell.target.model_dump(), data)
         else:
             work = _hardening(a, target, data)
         out.append(_OVERHEAD.get(a.kind, 1.0) + work)

@@ -146,6 +146,11 @@ def run_campaign(
     )
     summary = RunSummary(run_id, len(cells))
     tasks, already = plan_tasks(cells, store, engine.gpus)
+    if estimates is not None and engine.workers > 1:
+        # longest first: the long cells start while there is work to run beside them, so
+        # no worker is left alone with one at the end
+        cost = {c.key: estimates[i] / shard_count(c) for i, c in enumerate(cells)}
+        tasks.sort(key=lambda t: -cost.get(t.cell, 0.0))
     summary.skipped = sum(1 for c in cells if c.key in already)
     by_key = {c.key: c for c in cells}
     attempts: dict[str, int] = {}
@@ -201,7 +206,7 @@ def run_campaign(
         summary.interrupted = True
         engine.close(cancel=True)
         # what was running is no longer: leave it to the next run
-        for key, task in running.items():
+        for key in running:
             store.record(key, status="failed", attempts=attempts[key], error="interrupted")
         running.clear()
     else:

@@ -56,8 +56,9 @@ class TargetSpecEntry(_Strict):
         "an http(s) predict URL."
     )
     data: str | None = Field(
-        None, description="The data to assess it on (a demo brings its own): a built-in name, "
-        ".npz or .csv."
+        None,
+        description="The data to assess it on (a demo brings its own): a built-in name, "
+        ".npz or .csv.",
     )
     arch: str | None = Field(None, description="The architecture of a state-dict model.")
     trust: bool = Field(False, description="Allow model files that can run code when loaded.")
@@ -88,8 +89,11 @@ class EvasionSpec(_Base):
     samples: int = Field(200, ge=1, description="Test inputs to attack.")
     settings: _Settings = Field(default_factory=dict, description="Per-attack parameters.")
     shards: int = Field(
-        1, ge=1, le=4096, description="Split the inputs into this many blocks, each a task "
-        "of its own, merged exactly (the figure depends on the block size, never on workers)."
+        1,
+        ge=1,
+        le=4096,
+        description="Split the inputs into this many blocks, each a task "
+        "of its own, merged exactly (the figure depends on the block size, never on workers).",
     )
 
 
@@ -99,12 +103,15 @@ class MembershipSpec(_Base):
     kind: Literal["membership"]
     attacks: list[str] | None = None
     members: str = Field(
-        "train", description="'train' (the data's training split, for a model trained on it) "
-        "or a file of training samples."
+        "train",
+        description="'train' (the data's training split, for a model trained on it) "
+        "or a file of training samples.",
     )
     candidates: int | None = Field(
-        None, ge=10, description="Members and non-members each attacked (default: all the "
-        "held-out data; half of it when shadow models need the rest as the adversary's own)."
+        None,
+        ge=10,
+        description="Members and non-members each attacked (default: all the "
+        "held-out data; half of it when shadow models need the rest as the adversary's own).",
     )
     settings: _Settings = Field(default_factory=dict)
 
@@ -290,10 +297,10 @@ def expand(spec: CampaignSpec, root: Path, *, hashes: dict[str, str] | None = No
                     f"assessment {a.name}: the matrix setting {setting} is invalid: "
                     f"{where}: {err['msg']}"
                 ) from None
-            if getattr(applied, "kind", "") == "poisoning":
+            if isinstance(applied, PoisoningSpec):
                 _check_poisoning(applied)
             variants.append((applied, setting))
-    cells = []
+    cells: list[Cell] = []
     for t in targets:
         t_hash = content_hash(t.target, cache)
         d_hash = content_hash(t.data, cache) if t.data else ""

@@ -82,7 +82,7 @@ def redact_url(url: str) -> str:
     """The URL with any password hidden, for messages and reports."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparseable URL is shown as its scheme only
+    except Exception:
         return url.split("://", 1)[0] + "://..."
 
 
@@ -208,7 +208,9 @@ class Store:
                     engine=engine,
                     version=__version__,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert run_id is not None
+            run_id = run_id[0]
             rows = [
                 {
                     "run_id": run_id,
@@ -366,6 +368,4 @@ def _cell_row(r: Any) -> CellRow:
 
 def _result_row(r: Any) -> ResultRow:
     payload = json.loads(r.payload) if r.payload is not None else None
-    return ResultRow(
-        r.key, r.status, r.attempts, r.error, payload, r.seconds, r.worker, r.updated
-    )
+    return ResultRow(r.key, r.status, r.attempts, r.error, payload, r.seconds, r.worker, r.updated)

@@ -83,7 +83,7 @@ def execute(task: Task) -> Outcome:
         return Outcome(task.key, payload, None, time.perf_counter() - started, worker)
     except KeyboardInterrupt:
         raise
-    except Exception as exc:  # noqa: BLE001 - every failure of a cell is reported, not raised
+    except Exception as exc:
         from bastion.core.errors import BastionError
 
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -243,7 +243,10 @@ def _run(task: Task) -> dict[str, Any]:
         from bastion.assess.inversion import inversion_assessment
 
         found = inversion_assessment(
-            target, data, attacks=a.get("attacks"), attack_params=a.get("settings") or None,
+            target,
+            data,
+            attacks=a.get("attacks"),
+            attack_params=a.get("settings") or None,
             seed=seed,
         )
         return _json([found], target, data)

@@ -130,11 +130,10 @@ def plan(
 
 def _history(store: Store, campaign: str) -> dict[str, Any]:
     """Seconds earlier runs of this campaign took per cell, by history key."""
-    from bastion.campaign.estimate import history_key
-    from bastion.campaign.spec import Cell, TargetSpecEntry
     from pydantic import TypeAdapter
 
-    from bastion.campaign.spec import AssessmentSpec
+    from bastion.campaign.estimate import history_key
+    from bastion.campaign.spec import AssessmentSpec, Cell, TargetSpecEntry
 
     adapter: TypeAdapter[Any] = TypeAdapter(AssessmentSpec)
     out: dict[str, Any] = {}
@@ -152,7 +151,7 @@ def _history(store: Store, campaign: str) -> dict[str, Any]:
                     r.setting,
                     r.key,
                 )
-            except Exception:  # noqa: BLE001 - a row of an older schema is no history
+            except Exception:
                 continue
             out.setdefault(history_key(cell), (found.seconds, None))
     return out
@@ -165,9 +164,9 @@ def run(
     engine: EngineOpt = "local",
     workers: WorkersOpt = None,
     address: AddressOpt = None,
-    out: Annotated[
-        Path, typer.Option("--out", help="Folder for the combined report.")
-    ] = Path("campaign-report"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the combined report.")] = Path(
+        "campaign-report"
+    ),
     fmt: Annotated[
         str, typer.Option("--format", help="Report formats: html, json, md, sarif.")
     ] = "html,json,md,sarif",
@@ -203,12 +202,16 @@ def run(
             )
             return
         runner_engine = make_engine(engine, workers=workers, address=address)
+    estimates = None
+    if runner_engine.workers > 1:
+        estimates = _estimates(cells, opened)
     console.print(
         f"campaign [bold]{escape(spec.name)}[/]: {len(cells)} cells on "
         f"{escape(runner_engine.describe())}; results in {escape(opened.url)}",
         highlight=False,
     )
     with _bar(runner_engine.name) as (bar, task_id):
+
         def progress(p: RunProgress) -> None:
             running = ", ".join(p.running[:2]) + (" ..." if len(p.running) > 2 else "")
             bar.update(
@@ -223,8 +226,15 @@ def run(
                 )
 
         try:
-            summary = run_campaign(spec, root, opened, runner_engine, cells=cells,
-                                   progress=progress)
+            summary = run_campaign(
+                spec,
+                root,
+                opened,
+                runner_engine,
+                cells=cells,
+                estimates=estimates,
+                progress=progress,
+            )
         finally:
             runner_engine.close()
     console.print(
@@ -244,6 +254,25 @@ def run(
             "the others are done"
         )
         fail(1)
+
+
+def _estimates(cells: list[Any], store: Store) -> list[float] | None:
+    """Each cell's estimate, to send the longest first; None where a target cannot be
+    loaded here (on a cluster, the files may be on the workers only)."""
+    from bastion.campaign.estimate import estimate_cells
+    from bastion.core.errors import BastionError
+
+    done = store.done(c.key for c in cells)
+    todo = [c for c in cells if c.key not in done]
+    if not todo:
+        return None
+    try:
+        with console.status("timing the targets to send the longest cells first"):
+            found, _ = estimate_cells(todo)
+    except (BastionError, OSError):
+        return None
+    by_key = {c.key: e for c, e in zip(todo, found, strict=True)}
+    return [by_key.get(c.key, 0.0) for c in cells]
 
 
 def _campaign_formats(text: str) -> list[str]:
@@ -331,7 +360,7 @@ def _write_report(store: Store, run_id: int, out: Path, formats: list[str]) -> l
     from bastion import __version__
     from bastion.campaign.report import CampaignInfo, write_campaign_report
 
-    found = [r for r in store.runs() if r.id == run_id][0]
+    found = next(r for r in store.runs() if r.id == run_id)
     info = CampaignInfo(found.campaign, found.id, found.created, found.engine, __version__)
     try:
         return write_campaign_report(info, cell_reports(store, run_id), out, formats)

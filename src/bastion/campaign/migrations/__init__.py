@@ -1,1 +1,1 @@
-"""Alembic migrations of the campaign store (applied by :meth:`bastion.campaign.store.Store.open`)."""
+"""Alembic migrations of the campaign store, applied when a store is opened."""

@@ -113,7 +113,8 @@ def engines(repeats: int, folder: Path) -> dict[str, Any]:
     base = statistics.median(times["local"])
     for name, values in times.items():
         workers = 1 if name.startswith("local") else 2
-        predicted = wall_time(estimates, workers)
+        kind = {"ray-cluster": "ray-address", "local-1-thread": "local"}.get(name, name)
+        predicted = wall_time(estimates, workers, kind)
         out[name] = {
             "min_s": round(min(values), 1),
             "median_s": round(statistics.median(values), 1),

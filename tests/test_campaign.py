@@ -695,3 +695,64 @@ def test_diff_fails_on_a_significant_regression_of_a_retrained_model_never_on_no
     code, out, _ = run(capsys, "campaign", "diff", "versions~1", "versions")
     assert code == 0
     assert "no significant change" in out
+
+
+def test_poisoning_hardening_and_inversion_cells_run_their_assessments(tmp_path: Path) -> None:
+    spec = {
+        "name": "kinds",
+        "targets": [{"name": "mlp", "target": "digits-mlp"}],
+        "assessments": [
+            {
+                "name": "trojan",
+                "kind": "poisoning",
+                "attack": "badnets",
+                "params": {"rate": 0.05},
+                "counts": [5, 40],
+                "epochs": 3,
+            },
+            {
+                "name": "fast-at",
+                "kind": "hardening",
+                "method": "fast-at:epochs=2",
+                "eps": [0.1],
+                "samples": 40,
+            },
+            {
+                "name": "inversion",
+                "kind": "inversion",
+                "attacks": ["mi-face"],
+                "settings": {"mi-face": {"steps": 20}},
+            },
+        ],
+    }
+    spec_obj, root = load_campaign(write(tmp_path, spec))
+    store = Store.open(f"sqlite:///{tmp_path / 'c.db'}")
+    summary = run_campaign(spec_obj, root, store, LocalEngine())
+    assert summary.done == 3, summary.failed
+    cells = expand(spec_obj, root)
+    found = {c.assessment.name: store.results([c.key])[c.key].payload for c in cells}
+    (poison,) = found["trojan"]["assessments"]  # type: ignore[index]
+    assert poison["family"] == "poisoning"
+    names = {m["name"] for m in poison["metrics"]}
+    assert {"attack_success_rate", "clean_accuracy"} <= names
+    (curve,) = [x for x in poison["artifacts"] if x["name"] == "susceptibility"]
+    assert curve["data"]["series"][0]["x"] == [5, 40]  # one retrained model per point
+    (hardened,) = found["fast-at"]["assessments"]  # type: ignore[index]
+    assert hardened["family"] == "hardening"
+    assert {"before", "after"} <= set(hardened["details"])
+    (inverted,) = found["inversion"]["assessments"]  # type: ignore[index]
+    assert inverted["family"] == "inversion"
+    assert inverted["metrics"]
+
+
+def test_status_watch_returns_once_every_cell_is_finished(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = small("watched")
+    spec["assessments"] = spec["assessments"][1:]
+    path = write(tmp_path, spec)
+    assert run(capsys, "campaign", "run", str(path))[0] == 0
+    code, out, _ = run(capsys, "campaign", "status", "watched", "--watch", "--interval", "0.1")
+    assert code == 0
+    assert "2 done, 0 failed, 0 running, 0 pending of 2 cells" in " ".join(out.split())

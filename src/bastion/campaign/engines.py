@@ -226,7 +226,13 @@ class RayEngine(Engine):
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(num_cpus=workers or cpus(), **kwargs)
+                # a cluster of its own on loopback, even where another one runs here
+                ray.init(
+                    address="local",
+                    num_cpus=workers or cpus(),
+                    _node_ip_address="127.0.0.1",
+                    **kwargs,
+                )
         except Exception as exc:
             where = f" at {address}" if address else ""
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

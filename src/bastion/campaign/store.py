@@ -325,12 +325,20 @@ class Store:
 
     def _put(self, key: str, **values: Any) -> None:
         values["updated"] = _now()
-        with self.engine.begin() as conn:
-            changed = conn.execute(RESULTS.update().where(RESULTS.c.key == key).values(**values))
-            if changed.rowcount == 0:
-                values.setdefault("error", None)
-                values.setdefault("payload", None)
-                conn.execute(RESULTS.insert().values(key=key, **values))
+        for _ in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    update = RESULTS.update().where(RESULTS.c.key == key).values(**values)
+                    if conn.execute(update).rowcount == 0:
+                        values.setdefault("error", None)
+                        values.setdefault("payload", None)
+                        conn.execute(RESULTS.insert().values(key=key, **values))
+                return
+            except sa.exc.IntegrityError:
+                # another runner sharing the store inserted this key between the two
+                # statements: the update finds it now
+                continue
+        raise ConfigError(f"the store {self.url} kept refusing the result of {key[:12]}")
 
 
 def _worker() -> str:

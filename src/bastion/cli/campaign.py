@@ -70,6 +70,7 @@ def plan(
     store: StoreOpt = None,
     engine: EngineOpt = "local",
     workers: WorkersOpt = None,
+    address: AddressOpt = None,
     estimate: Annotated[
         bool, typer.Option(help="Load and time each target to estimate the cost.")
     ] = True,
@@ -82,6 +83,8 @@ def plan(
     with user_errors():
         if engine not in ENGINES:
             raise ConfigError(f"--engine takes {', '.join(ENGINES)}; got {engine!r}")
+        if address is not None and engine != "ray":
+            raise ConfigError("--address names a Ray cluster: give --engine ray")
         spec, root = load_campaign(file)
         cells = expand(spec, root)
         finished: set[str] = set()
@@ -95,6 +98,7 @@ def plan(
             with console.status("timing the targets"):
                 seconds, _ = estimate_cells(cells, history=history)
     n_workers = 1 if engine == "local" else (workers or cpus())
+    started = engine if engine != "ray" or address is None else "ray-address"
     table = Table(title=f"Campaign {spec.name}: {len(cells)} cells", title_justify="left")
     for col in ("#", "target", "assessment", "kind", "setting", "tasks", "estimate", "state"):
         table.add_column(col, justify="right" if col in ("#", "tasks", "estimate") else "left")
@@ -118,9 +122,10 @@ def plan(
         console.print(f"... and {len(cells) - len(shown)} more cells", highlight=False)
     todo = [s for c, s in zip(cells, seconds, strict=False) if c.key not in finished]
     if seconds:
+        wall = wall_time(todo, n_workers, started)
         console.print(
             f"estimate: {_duration(sum(todo))} of work for the {len(cells) - len(finished)} "
-            f"cells to run; about {_duration(wall_time(todo, n_workers))} on {engine} with "
+            f"cells to run; about {_duration(wall)} on {engine} with "
             f"{n_workers} worker{'s' if n_workers != 1 else ''}",
             highlight=False,
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 
 import pytest
@@ -62,3 +64,44 @@ def settle_imports() -> None:
         importlib.import_module(name)
     importlib.import_module("bastion.testing")
     load_plugins()
+
+
+#: the PostgreSQL database the tests may use (trust auth on this machine and in CI)
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_ok() -> bool:
+    """Whether the PostgreSQL database of :data:`PG_URL` answers."""
+    import socket
+
+    import sqlalchemy as sa
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            pass
+        engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str = "bastion_test") -> Iterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards; the database URL that uses it."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {name}"))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{name}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {name} CASCADE"))
+        admin.dispose()

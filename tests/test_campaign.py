@@ -6,11 +6,9 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,10 @@ from bastion.campaign.runner import block_key, plan_tasks
 from bastion.campaign.spec import CampaignSpec, content_hash, generated_schema, schema
 from bastion.core.errors import ConfigError
 
-from helpers import run
+from helpers import postgres_ok, postgres_schema, run
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "campaign" / "campaign.yaml"
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def write(tmp: Path, spec: dict[str, Any], name: str = "campaign.yaml") -> Path:
@@ -202,33 +199,12 @@ def test_bad_store_urls_are_one_line_errors(tmp_path: Path) -> None:
     assert "hunter2" not in str(exc.value)
 
 
-def _postgres_ok() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
-            pass
-        engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        engine.dispose()
-    except Exception:
-        return False
-    return True
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    if not _postgres_ok():
+    if not postgres_ok():
         pytest.skip("no PostgreSQL database 'test' on 127.0.0.1:5432 (user postgres)")
-    name = f"bastion_campaign_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {name}"))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{name}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {name} CASCADE"))
-        admin.dispose()
+    with postgres_schema("bastion_campaign") as url:
+        yield url
 
 
 @pytest.mark.postgres

@@ -13,14 +13,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 from bastion.core.targets import TorchTarget
 from bastion.serve import BackgroundServer, Gateway, load_policy
 
 from .conftest import Client, reachable
+from helpers import postgres_ok, postgres_schema
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 needs_redis = pytest.mark.skipif(
@@ -28,21 +27,8 @@ needs_redis = pytest.mark.skipif(
 )
 
 
-def _postgres_ok() -> bool:
-    if not reachable("127.0.0.1", 5432):
-        return False
-    try:
-        engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        engine.dispose()
-    except Exception:
-        return False
-    return True
-
-
 needs_postgres = pytest.mark.skipif(
-    not _postgres_ok(), reason="no PostgreSQL database 'test' on 127.0.0.1:5432 (user postgres)"
+    not postgres_ok(), reason="no PostgreSQL database 'test' on 127.0.0.1:5432 (user postgres)"
 )
 
 
@@ -53,16 +39,8 @@ def batch(n: int = 1) -> list[Any]:
 @pytest.fixture
 def pg_schema() -> Iterator[str]:
     """A fresh PostgreSQL schema for this test; the database URL that uses it."""
-    name = f"bastion_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {name}"))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{name}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {name} CASCADE"))
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 class Replicas:

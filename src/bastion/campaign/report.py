@@ -524,7 +524,7 @@ def campaign_sarif(info: CampaignInfo, cells: Sequence[CellReport]) -> dict[str,
     naming its target and assessment; rules shared by findings of one kind, as in a single
     report's SARIF; failed and unfinished cells, and the evaluations' warnings, as tool
     execution notifications."""
-    from bastion.report.sarif import _LEVEL, SARIF_SCHEMA, _rule
+    from bastion.report.sarif import _LEVEL, _rule, sarif_log
 
     _check(cells)
     m = _matrix(cells)
@@ -579,33 +579,15 @@ def campaign_sarif(info: CampaignInfo, cells: Sequence[CellReport]) -> dict[str,
     }
     if notes:
         invocation["toolExecutionNotifications"] = notes
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": "bastion",
-                        "version": info.version,
-                        "semanticVersion": info.version,
-                        "informationUri": "https://github.com/bastion-ml/bastion",
-                        "rules": list(rules.values()),
-                    }
-                },
-                # one category per campaign, so a rerun's results replace the last run's
-                "automationDetails": {"id": f"bastion-campaign/{info.name}/"},
-                "invocations": [invocation],
-                "results": results,
-                "properties": {
-                    "campaign": info.name,
-                    "run": info.run,
-                    "engine": info.engine,
-                    "counts": _counts(m),
-                },
-            }
-        ],
-    }
+    return sarif_log(
+        info.version,
+        rules,
+        results,
+        invocation,
+        {"campaign": info.name, "run": info.run, "engine": info.engine, "counts": _counts(m)},
+        # one category per campaign, so a rerun's results replace the last run's
+        automationDetails={"id": f"bastion-campaign/{info.name}/"},
+    )
 
 
 # ---------------------------------------------------------------------- report.html

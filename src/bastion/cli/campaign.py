@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -289,33 +291,13 @@ def _campaign_formats(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _bar(engine: str) -> Any:
-    from contextlib import contextmanager
+@contextmanager
+def _bar(engine: str) -> Iterator[tuple[Any, Any]]:
+    """The live progress bar (on stderr, gone when done) and its one task."""
+    from bastion.cli.scan import _progress
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    @contextmanager
-    def bar() -> Any:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=Console(stderr=True, emoji=False),
-            transient=True,
-        ) as progress:
-            yield progress, progress.add_task(f"{engine}: starting", total=None)
-
-    return bar()
+    with _progress() as progress:
+        yield progress, progress.add_task(f"{engine}: starting", total=None)
 
 
 def cell_reports(store: Store, run_id: int) -> list[Any]:

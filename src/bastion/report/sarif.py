@@ -107,6 +107,25 @@ def to_sarif(report: Report) -> dict[str, Any]:
     notes = [{"message": {"text": w}, "level": "warning"} for w in report.warnings]
     if notes:
         invocation["toolExecutionNotifications"] = notes
+    return sarif_log(
+        __version__,
+        rules,
+        results,
+        invocation,
+        {"target": report.target.get("name"), "asset": report.asset},
+    )
+
+
+def sarif_log(
+    version: str,
+    rules: dict[str, dict[str, Any]],
+    results: list[dict[str, Any]],
+    invocation: dict[str, Any],
+    properties: dict[str, Any],
+    **run: Any,
+) -> dict[str, Any]:
+    """A SARIF 2.1.0 log of one run of bastion: its rules, results, invocation, properties,
+    and any other field of the run (``automationDetails``, say)."""
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -115,15 +134,16 @@ def to_sarif(report: Report) -> dict[str, Any]:
                 "tool": {
                     "driver": {
                         "name": "bastion",
-                        "version": __version__,
-                        "semanticVersion": __version__,
+                        "version": version,
+                        "semanticVersion": version,
                         "informationUri": "https://github.com/bastion-ml/bastion",
                         "rules": list(rules.values()),
                     }
                 },
+                **run,
                 "invocations": [invocation],
                 "results": results,
-                "properties": {"target": report.target.get("name"), "asset": report.asset},
+                "properties": properties,
             }
         ],
     }

@@ -449,8 +449,10 @@ def diff(
         Path | None, typer.Option("--out", help="Also write diff.json and diff.md here.")
     ] = None,
 ) -> None:
-    """What changed between two runs (two versions of a model, say), cell by cell: exit 1 on
-    a significant regression, never on noise."""
+    """What changed between two runs, cell by cell; exit 1 on a significant regression.
+
+    Cells are matched by target, assessment and setting, so two versions of a model line up;
+    a change counts only when it is significant from the intervals, never on noise."""
     from bastion.campaign.diff import diff_runs
 
     with user_errors():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -732,3 +733,91 @@ def test_status_watch_returns_once_every_cell_is_finished(
     code, out, _ = run(capsys, "campaign", "status", "watched", "--watch", "--interval", "0.1")
     assert code == 0
     assert "2 done, 0 failed, 0 running, 0 pending of 2 cells" in " ".join(out.split())
+
+
+# ------------------------------------------------------------------------------ endpoints
+@pytest.fixture
+def token_server(logreg: Any) -> Iterator[str]:
+    """A predict endpoint on loopback that answers only a bearer token."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from conftest import _PredictHandler
+
+    class Guarded(_PredictHandler):
+        model = logreg
+
+        def do_POST(self) -> None:
+            if self.headers.get("Authorization") != "Bearer s3cret-t0ken":
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            super().do_POST()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Guarded)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/predict"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_endpoint_with_a_credential_from_the_environment(
+    tmp_path: Path, token_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = {
+        "name": "remote",
+        "retries": 0,
+        "targets": [
+            {
+                "name": "api",
+                "target": token_server,
+                "data": "digits",
+                "headers": {"Authorization": "Bearer ${BASTION_TEST_TOKEN}"},
+                "query_budget": 20000,
+            }
+        ],
+        "assessments": [
+            {
+                "name": "evasion",
+                "kind": "evasion",
+                "attacks": ["square"],
+                "settings": {"square": {"max_queries": 50}},
+                "eps": [0.2],
+                "samples": 20,
+            }
+        ],
+    }
+    path = write(tmp_path, spec)
+    db = tmp_path / "c.db"
+    # the variable unset: the cell fails naming it, and nothing is retried
+    monkeypatch.delenv("BASTION_TEST_TOKEN", raising=False)
+    store = Store.open(f"sqlite:///{db}")
+    failed = run_campaign(*load_campaign(path), store, LocalEngine()).failed
+    assert "BASTION_TEST_TOKEN" in failed["api/evasion"]
+    monkeypatch.setenv("BASTION_TEST_TOKEN", "s3cret-t0ken")
+    summary = run_campaign(*load_campaign(path), store, LocalEngine())
+    assert summary.done == 1, summary.failed
+    (cell,) = expand(*load_campaign(path))
+    payload = store.results([cell.key])[cell.key].payload or {}
+    assert robust(payload)[0.2][1] > 0
+    # the secret is in no row of the store, and not in the file
+    with sqlite3_rows(db) as rows:
+        assert not any("s3cret-t0ken" in str(row) for row in rows)
+    # a credential written into the file itself is refused, without echoing it
+    spec["targets"][0]["headers"] = {"Authorization": "Bearer hunter2"}
+    with pytest.raises(ConfigError, match=r"\$\{VARIABLE\}") as exc:
+        load_campaign(write(tmp_path, spec, "literal.yaml"))
+    assert "hunter2" not in str(exc.value)
+
+
+@contextlib.contextmanager
+def sqlite3_rows(db: Path) -> Iterator[list[Any]]:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        yield [row for t in tables for row in conn.execute(f"SELECT * FROM {t}")]

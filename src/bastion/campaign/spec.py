@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,9 @@ Kind = Literal["evasion", "membership", "extraction", "inversion", "poisoning", 
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
 _Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+#: header names that carry credentials, and a reference to an environment variable
+_SECRET_HEADER = re.compile(r"authorization|token|key|secret|cookie|password|auth", re.I)
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _Settings = dict[str, dict[str, Any]]
 
 
@@ -64,6 +68,36 @@ class TargetSpecEntry(_Strict):
     trust: bool = Field(False, description="Allow model files that can run code when loaded.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps.")
     label_column: str = Field("label", description="The label column of a CSV.")
+    bounds: tuple[float, float] | None = Field(None, description="Input bounds of your data.")
+    num_classes: int | None = Field(None, ge=2, description="Classes, if not all appear.")
+    output_kind: Literal["logits", "probabilities", "labels"] | None = Field(
+        None, description="What the model returns."
+    )
+    query_budget: int | None = Field(
+        None, ge=1, description="Most queries the target may answer in one cell."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP headers of a URL target. A credential is written as ${VARIABLE} and "
+        "read from the environment where the cell runs, so it is never in the file, the store "
+        "or a report.",
+    )
+    timeout: float | None = Field(None, gt=0, description="URL targets: seconds per request.")
+    retries: int | None = Field(None, ge=0, description="URL targets: retries of a request.")
+    redirects: Literal["refuse", "same-origin"] | None = Field(
+        None, description="URL targets: follow redirects to the same origin, or refuse them."
+    )
+
+    @model_validator(mode="after")
+    def _no_literal_secrets(self) -> TargetSpecEntry:
+        for name, value in self.headers.items():
+            if _SECRET_HEADER.search(name) and not _REFERENCE.search(value):
+                # never echo the value: it is most likely the secret itself
+                raise ValueError(
+                    f"header {name} holds a credential written into the file; write "
+                    f"{name}: '... ${{VARIABLE}}' and set VARIABLE in the environment"
+                )
+        return self
 
 
 class _Base(_Strict):
@@ -332,6 +366,25 @@ def _resolve(t: TargetSpecEntry, root: Path) -> TargetSpecEntry:
         return str(p if p.is_absolute() else (root / p).resolve())
 
     return t.model_copy(update={"target": fix(t.target), "data": fix(t.data)})
+
+
+def expand_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The headers with each ``${VARIABLE}`` read from the environment (a ConfigError names
+    a variable that is not set, never a value)."""
+    out = {}
+    for name, value in headers.items():
+
+        def read(match: re.Match[str], header: str = name) -> str:
+            found = os.environ.get(match.group(1))
+            if found is None:
+                raise ConfigError(
+                    f"header {header} refers to ${{{match.group(1)}}}, which is not set in the "
+                    "environment where the cell runs"
+                )
+            return found
+
+        out[name] = _REFERENCE.sub(read, value)
+    return out
 
 
 def content_hash(spec: str | None, cache: dict[str, str] | None = None) -> str:

@@ -110,19 +110,34 @@ def _load(target: dict[str, Any]) -> tuple[Any, Any]:
             stat = None
         stamps.append([stat.st_size, stat.st_mtime_ns] if stat is not None else None)
     memo = json.dumps([target, stamps], sort_keys=True)
-    if memo in _LOADED:
+    # a target with a query budget is loaded afresh for each cell: the budget is per cell
+    keep = target.get("query_budget") is None
+    if keep and memo in _LOADED:
         _LOADED.move_to_end(memo)
         return _LOADED[memo]
     from bastion.assess.specs import load_target_and_data
+    from bastion.campaign.spec import expand_headers
 
+    options = {
+        k: target[k] for k in ("timeout", "retries", "redirects") if target.get(k) is not None
+    }
+    bounds = target.get("bounds")
     loaded = load_target_and_data(
         target["target"],
         target.get("data"),
         arch=target.get("arch"),
         trust=bool(target.get("trust", False)),
         device=target.get("device", "auto"),
+        output_kind=target.get("output_kind"),
+        query_budget=target.get("query_budget"),
+        headers=expand_headers(dict(target.get("headers") or {})),
         label_column=target.get("label_column", "label"),
+        bounds=tuple(bounds) if bounds is not None else None,
+        num_classes=target.get("num_classes"),
+        options=options,
     )
+    if not keep:
+        return loaded
     _LOADED[memo] = loaded
     while len(_LOADED) > _KEEP:
         _LOADED.popitem(last=False)

@@ -275,8 +275,32 @@ def test_a_crashing_cell_is_retried_then_failed_and_the_others_finish(
     assert all(n == 1 for label, n in calls.items() if "evasion" in label)
 
 
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (Linux)."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_campaign_killed_mid_run_repeats_no_finished_cell(tmp_path: Path) -> None:
-    """SIGKILL the command while it runs; the rerun computes exactly the cells not done."""
+    """SIGKILL the command while it runs on a process pool: its workers go with it, and the
+    rerun computes exactly the cells not done."""
     import sqlite3
 
     spec = small("killed", samples=200)
@@ -297,6 +321,10 @@ def test_a_campaign_killed_mid_run_repeats_no_finished_cell(tmp_path: Path) -> N
             f"sqlite:///{db}",
             "--out",
             str(tmp_path / "r"),
+            "--engine",
+            "processes",
+            "--workers",
+            "2",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -317,11 +345,17 @@ def test_a_campaign_killed_mid_run_repeats_no_finished_cell(tmp_path: Path) -> N
                     break
             time.sleep(0.02)
         assert proc.poll() is None, "the campaign ended before it could be killed"
+        workers = _children(proc.pid)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert workers, "the pool had no worker processes"
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "a pool worker outlived the killed campaign"
     store = Store.open(f"sqlite:///{db}")
     cells = expand(*load_campaign(path))
     done_at_kill = store.done(c.key for c in cells)

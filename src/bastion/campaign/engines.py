@@ -17,6 +17,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -93,8 +94,18 @@ class LocalEngine(Engine):
         return _local_gpus()
 
 
-def _init_worker(threads: int) -> None:
-    """A pool worker: its share of the CPUs, so workers do not fight over them."""
+def _init_worker(threads: int, parent: int) -> None:
+    """A pool worker: its share of the CPUs, so workers do not fight over them; and it dies
+    with the campaign, even one killed with SIGKILL (an orphaned worker would otherwise wait
+    for work forever, holding its memory)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        # PR_SET_PDEATHSIG: the kernel sends SIGKILL when the parent goes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)  # the parent went before the line above could take effect
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
@@ -119,7 +130,7 @@ class ProcessEngine(Engine):
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self._threads,),
+            initargs=(self._threads, os.getpid()),
         )
 
     def submit(self, task: Task) -> None:

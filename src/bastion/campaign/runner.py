@@ -205,9 +205,8 @@ def run_campaign(
     except KeyboardInterrupt:
         summary.interrupted = True
         engine.close(cancel=True)
-        # what was running is no longer: leave it to the next run
-        for key in running:
-            store.record(key, status="failed", attempts=attempts[key], error="interrupted")
+        # what was running is no longer: it is pending again, for the next run
+        store.forget(list(running))
         running.clear()
     else:
         store.finish_run(run_id)

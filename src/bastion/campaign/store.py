@@ -298,6 +298,15 @@ class Store:
                 found.update(r.key for r in conn.execute(query))
         return found
 
+    def forget(self, keys: Sequence[str]) -> None:
+        """Drop the unfinished results of these keys (a done result is never dropped)."""
+        with self.engine.begin() as conn:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                conn.execute(
+                    RESULTS.delete().where(RESULTS.c.key.in_(chunk), RESULTS.c.status != "done")
+                )
+
     def mark_running(self, key: str, attempts: int) -> None:
         self._put(key, status="running", attempts=attempts, worker=_worker())
 

@@ -106,7 +106,7 @@ def engines(repeats: int, folder: Path) -> dict[str, Any]:
         capture_output=True,
     )
     try:
-        _engine_runs(times, repeats, folder, spec, root, cells, estimates, threads)
+        _engine_runs(times, repeats, folder, spec, root, cells, threads)
     finally:
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
     out: dict[str, Any] = {"cells": len(cells), "load_after": load()}
@@ -139,7 +139,6 @@ def _engine_runs(
     spec: Any,
     root: Path,
     cells: list[Any],
-    estimates: list[float],
     threads: int,
 ) -> None:
     import torch
@@ -164,7 +163,8 @@ def _engine_runs(
             else:
                 engine = make_engine(name.split("-")[0], workers=2)
             try:
-                summary = run_campaign(spec, root, store, engine, cells=cells, estimates=estimates)
+                # as `campaign run` does: a pool or cluster estimates on its own workers
+                summary = run_campaign(spec, root, store, engine, cells=cells)
             finally:
                 engine.close()
                 os.environ["BASTION_CACHE_DIR"] = str(warm)

@@ -94,6 +94,12 @@ class LocalEngine(Engine):
         return _local_gpus()
 
 
+def _warm() -> None:
+    """Nothing but the imports every task needs."""
+    import bastion.assess.specs
+    import bastion.campaign.tasks  # noqa: F401
+
+
 def _init_worker(threads: int, parent: int) -> None:
     """A pool worker: its share of the CPUs, so workers do not fight over them; and it dies
     with the campaign, even one killed with SIGKILL (an orphaned worker would otherwise wait
@@ -124,6 +130,9 @@ class ProcessEngine(Engine):
         self._threads = max(1, cpus() // self.workers)
         self._pool = self._new_pool()
         self._futures: dict[cf.Future[Outcome], Task] = {}
+        # start the workers now (the pool starts them on demand): they import torch and
+        # bastion while this process plans
+        self._warming = [self._pool.submit(_warm) for _ in range(self.workers)]
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(

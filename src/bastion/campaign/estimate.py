@@ -295,21 +295,40 @@ def estimate_cells(
             scale = t.gradient / then.gradient if then is not None and then.gradient > 0 else 1.0
             out.append(seconds * scale)
             continue
-        a = cell.assessment
-        if a.kind == "evasion":
-            work = _evasion(a, target, data, t)
-        elif a.kind == "membership":
-            work = _membership(a, target, data, t)
-        elif a.kind == "extraction":
-            work = _extraction(a, target, data, t)
-        elif a.kind == "inversion":
-            work = _inversion(a, target, t)
-        elif a.kind == "poisoning":
-            work = _poisoning(a, cell.target.model_dump(), data)
-        else:
-            work = _hardening(a, target, data)
-        out.append(_OVERHEAD.get(a.kind, 1.0) + work)
+        out.append(_estimate(cell.assessment, cell.target.model_dump(), target, data, t))
     return out, timings
+
+
+def _estimate(a: Any, entry: dict[str, Any], target: Any, data: Any, t: Timing) -> float:
+    """Single-worker seconds of assessment ``a`` on a loaded target."""
+    if a.kind == "evasion":
+        work = _evasion(a, target, data, t)
+    elif a.kind == "membership":
+        work = _membership(a, target, data, t)
+    elif a.kind == "extraction":
+        work = _extraction(a, target, data, t)
+    elif a.kind == "inversion":
+        work = _inversion(a, target, t)
+    elif a.kind == "poisoning":
+        work = _poisoning(a, entry, data)
+    else:
+        work = _hardening(a, target, data)
+    return _OVERHEAD.get(a.kind, 1.0) + work
+
+
+def estimate_for(target: dict[str, Any], assessments: Sequence[dict[str, Any]]) -> list[float]:
+    """Estimates of these assessments (as data) of one target (as data): what a worker runs
+    for the runner, which then sends the longest cells first. The target stays loaded in the
+    worker for the cells that follow."""
+    from pydantic import TypeAdapter
+
+    from bastion.campaign.spec import AssessmentSpec
+    from bastion.campaign.tasks import _load
+
+    adapter: TypeAdapter[Any] = TypeAdapter(AssessmentSpec)
+    loaded, data = _load(target)
+    t = _time_target(loaded, data)
+    return [_estimate(adapter.validate_python(a), target, loaded, data, t) for a in assessments]
 
 
 def history_key(cell: Cell) -> str:

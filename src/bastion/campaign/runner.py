@@ -8,6 +8,7 @@ others go on. Outcomes are committed as they arrive, one transaction each.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -146,9 +147,11 @@ def run_campaign(
     )
     summary = RunSummary(run_id, len(cells))
     tasks, already = plan_tasks(cells, store, engine.gpus)
-    if estimates is not None and engine.workers > 1:
+    if engine.workers > 1 and len(tasks) > 1:
         # longest first: the long cells start while there is work to run beside them, so
         # no worker is left alone with one at the end
+        if estimates is None:
+            estimates = _estimate_on(engine, cells, {t.cell for t in tasks})
         cost = {c.key: estimates[i] / shard_count(c) for i, c in enumerate(cells)}
         tasks.sort(key=lambda t: -cost.get(t.cell, 0.0))
     summary.skipped = sum(1 for c in cells if c.key in already)
@@ -214,6 +217,38 @@ def run_campaign(
     summary.failed = {by_key[k].label: v for k, v in failed.items()}
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _estimate_on(engine: Engine, cells: Sequence[Cell], todo: set[str]) -> list[float]:
+    """Each cell's estimate, measured by the engine's own workers (one task per target, in
+    parallel; the workers keep the targets loaded for the cells that follow). A target that
+    cannot be estimated counts as 0 s: its cells go last, nothing fails."""
+    by_target: dict[str, list[Cell]] = {}
+    for c in cells:
+        if c.key in todo:
+            by_target.setdefault(json.dumps(c.target.model_dump(), sort_keys=True), []).append(c)
+    keys: dict[str, list[Cell]] = {}
+    for i, group in enumerate(by_target.values()):
+        key = f"estimate:{i}"
+        keys[key] = group
+        engine.submit(
+            Task(
+                key=key,
+                cell=key,
+                step="estimate",
+                target=group[0].target.model_dump(),
+                assessment={},
+                label=f"{group[0].target.name}: estimating",
+                parts=[c.assessment.model_dump(exclude={"matrix"}) for c in group],
+            )
+        )
+    found: dict[str, float] = {}
+    while engine.in_flight:
+        for outcome in engine.wait():
+            group = keys.get(outcome.key, [])
+            seconds = (outcome.payload or {}).get("seconds") or [0.0] * len(group)
+            found.update({c.key: float(s) for c, s in zip(group, seconds, strict=False)})
+    return [found.get(c.key, 0.0) for c in cells]
 
 
 def _record(

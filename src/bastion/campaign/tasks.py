@@ -32,13 +32,14 @@ class Task:
     Attributes:
         key: where its result is stored (the cell's key, or the key of one of its blocks).
         cell: the key of the cell it belongs to.
-        step: ``run`` (the whole cell), ``block`` (one block of a sharded evaluation) or
-            ``merge`` (the blocks' results into the cell's).
+        step: ``run`` (the whole cell), ``block`` (one block of a sharded evaluation),
+            ``merge`` (the blocks' results into the cell's) or ``estimate`` (the cost of
+            ``parts``, assessments of this target, so that the longest go first).
         target: the target's entry, as data.
         assessment: the assessment with this cell's setting, as data.
         label: how progress and errors name it.
         block: which block, of ``blocks``.
-        parts: the blocks' payloads, for a merge.
+        parts: the blocks' payloads, for a merge; the assessments, for an estimate.
         gpu: whether the engine should give it a GPU.
     """
 
@@ -167,6 +168,10 @@ def _run(task: Task) -> dict[str, Any]:
     kind = a["kind"]
     if task.step == "merge":
         return _merge(task)
+    if task.step == "estimate":
+        from bastion.campaign.estimate import estimate_for
+
+        return {"seconds": estimate_for(task.target, task.parts)}
     target, data = _load(task.target)
     seed = int(a.get("seed", 0))
     if kind == "evasion":

@@ -209,9 +209,6 @@ def run(
             )
             return
         runner_engine = make_engine(engine, workers=workers, address=address)
-    estimates = None
-    if runner_engine.workers > 1:
-        estimates = _estimates(cells, opened)
     console.print(
         f"campaign [bold]{escape(spec.name)}[/]: {len(cells)} cells on "
         f"{escape(runner_engine.describe())}; results in {escape(opened.url)}",
@@ -239,7 +236,6 @@ def run(
                 opened,
                 runner_engine,
                 cells=cells,
-                estimates=estimates,
                 progress=progress,
             )
         finally:
@@ -261,25 +257,6 @@ def run(
             "the others are done"
         )
         fail(1)
-
-
-def _estimates(cells: list[Any], store: Store) -> list[float] | None:
-    """Each cell's estimate, to send the longest first; None where a target cannot be
-    loaded here (on a cluster, the files may be on the workers only)."""
-    from bastion.campaign.estimate import estimate_cells
-    from bastion.core.errors import BastionError
-
-    done = store.done(c.key for c in cells)
-    todo = [c for c in cells if c.key not in done]
-    if not todo:
-        return None
-    try:
-        with console.status("timing the targets to send the longest cells first"):
-            found, _ = estimate_cells(todo)
-    except (BastionError, OSError):
-        return None
-    by_key = {c.key: e for c, e in zip(todo, found, strict=True)}
-    return [by_key.get(c.key, 0.0) for c in cells]
 
 
 def _campaign_formats(text: str) -> list[str]:

@@ -855,3 +855,28 @@ def sqlite3_rows(db: Path) -> Iterator[list[Any]]:
     with sqlite3.connect(db) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         yield [row for t in tables for row in conn.execute(f"SELECT * FROM {t}")]
+
+
+def test_more_shards_than_the_data_fills_still_merge_to_every_input(tmp_path: Path) -> None:
+    """breast-cancer has 114 test inputs: 200 samples in 4 shards of 50 leave the last block
+    empty; the cell still covers every input once."""
+    spec = {
+        "name": "short",
+        "targets": [{"name": "cancer", "target": "breast-cancer-mlp"}],
+        "assessments": [
+            {
+                "name": "evasion",
+                "kind": "evasion",
+                "attacks": ["fgsm"],
+                "eps": [0.1],
+                "samples": 200,
+                "shards": 4,
+            }
+        ],
+    }
+    spec_obj, root = load_campaign(write(tmp_path, spec))
+    store = Store.open(f"sqlite:///{tmp_path / 'c.db'}")
+    summary = run_campaign(spec_obj, root, store, LocalEngine())
+    assert summary.done == 1, summary.failed
+    (cell,) = expand(spec_obj, root)
+    assert robust(store.results([cell.key])[cell.key].payload or {})[0.1][1] == 114

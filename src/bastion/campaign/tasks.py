@@ -180,7 +180,10 @@ def _run(task: Task) -> dict[str, Any]:
             from bastion.assess.sharded import plan_blocks, run_block
 
             blocks = plan_blocks(data, int(a["samples"]), seed, _block_size(a))
-            indices = blocks[task.block] if task.block < len(blocks) else []
+            if task.block >= len(blocks):
+                # the data has fewer test inputs than the samples asked for: nothing left
+                return {"empty": True}
+            indices = blocks[task.block]
             return run_block(
                 target,
                 data,
@@ -324,5 +327,6 @@ def _merge(task: Task) -> dict[str, Any]:
     a = task.assessment
     target, data = _load(task.target)
     threat = _threat(a, target, data)
-    result = merge_blocks(task.parts, target, data, threat, samples=int(a["samples"]))
+    parts = [p for p in task.parts if not p.get("empty")]
+    result = merge_blocks(parts, target, data, threat, samples=int(a["samples"]))
     return _json([result.to_assessment()], target, data)

@@ -138,8 +138,8 @@ class MembershipSpec(_Base):
     attacks: list[str] | None = None
     members: str = Field(
         "train",
-        description="'train' (the data's training split, for a model trained on it) "
-        "or a file of training samples.",
+        description="'train' (a demo's own training split) or, for your model, a file of "
+        "samples it was trained on.",
     )
     candidates: int | None = Field(
         None,

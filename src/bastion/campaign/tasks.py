@@ -216,6 +216,16 @@ def _run(task: Task) -> dict[str, Any]:
 
         members: Any
         if a.get("members", "train") == "train":
+            from bastion.zoo import ZOO
+
+            if str(task.target.get("target")) not in ZOO or task.target.get("data"):
+                # only a demo is known to be trained on its data's training split
+                from bastion.core.errors import ConfigError
+
+                raise ConfigError(
+                    "members: train means the training split of a demo's own data; for your "
+                    "model give members: a file of samples it was trained on"
+                )
             members = (data.x_train, data.y_train)
         else:
             from bastion.data import load_data

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
 import bastion
 from bastion.core.targets import SklearnTarget, TorchTarget
 from bastion.data import Dataset
+
+from helpers import PredictHandler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,31 +72,10 @@ def sk_target(logreg: Any) -> SklearnTarget:
     return SklearnTarget(logreg, num_classes=10, bounds=(0.0, 1.0), input_shape=(1, 8, 8))
 
 
-class _PredictHandler(BaseHTTPRequestHandler):
-    model: Any = None
-    requests = 0
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        body = json.loads(self.rfile.read(length))
-        x = np.asarray(body["inputs"], dtype=np.float32)
-        proba = self.model.predict_proba(x.reshape(len(x), -1))
-        type(self).requests += 1
-        payload = json.dumps({"outputs": proba.tolist()}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def predict_server(logreg: Any) -> Iterator[str]:
     """A JSON predict endpoint on loopback serving the logistic regression."""
-    handler = type("Handler", (_PredictHandler,), {"model": logreg, "requests": 0})
+    handler = type("Handler", (PredictHandler,), {"model": logreg, "requests": 0})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

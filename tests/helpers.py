@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from importlib.metadata import entry_points
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,3 +109,26 @@ def postgres_schema(prefix: str = "bastion_test") -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {name} CASCADE"))
         admin.dispose()
+
+
+class PredictHandler(BaseHTTPRequestHandler):
+    """A JSON predict endpoint answering with ``model.predict_proba`` (set ``model``)."""
+
+    model: Any = None
+    requests = 0
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length))
+        x = np.asarray(body["inputs"], dtype=np.float32)
+        proba = self.model.predict_proba(x.reshape(len(x), -1))
+        type(self).requests += 1
+        payload = json.dumps({"outputs": proba.tolist()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass

@@ -776,9 +776,9 @@ def token_server(logreg: Any) -> Iterator[str]:
     import threading
     from http.server import ThreadingHTTPServer
 
-    from conftest import _PredictHandler
+    from helpers import PredictHandler
 
-    class Guarded(_PredictHandler):
+    class Guarded(PredictHandler):
         model = logreg
 
         def do_POST(self) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ import bastion
 from bastion.core.targets import SklearnTarget, TorchTarget
 from bastion.data import Dataset
 
-from helpers import PredictHandler
+from helpers import PredictHandler, serve_http
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,11 +74,5 @@ def sk_target(logreg: Any) -> SklearnTarget:
 def predict_server(logreg: Any) -> Iterator[str]:
     """A JSON predict endpoint on loopback serving the logistic regression."""
     handler = type("Handler", (PredictHandler,), {"model": logreg, "requests": 0})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/predict"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(handler) as url:
+        yield url

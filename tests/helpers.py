@@ -112,18 +112,22 @@ def postgres_schema(prefix: str = "bastion_test") -> Iterator[str]:
 
 
 class PredictHandler(BaseHTTPRequestHandler):
-    """A JSON predict endpoint answering with ``model.predict_proba`` (set ``model``)."""
+    """A JSON predict endpoint answering with ``model.predict_proba`` (set ``model``;
+    override :meth:`answer` for other outputs)."""
 
     model: Any = None
     requests = 0
+
+    def answer(self, x: np.ndarray) -> Any:
+        return self.model.predict_proba(x)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length))
         x = np.asarray(body["inputs"], dtype=np.float32)
-        proba = self.model.predict_proba(x.reshape(len(x), -1))
+        outputs = self.answer(x.reshape(len(x), -1))
         type(self).requests += 1
-        payload = json.dumps({"outputs": proba.tolist()}).encode()
+        payload = json.dumps({"outputs": outputs.tolist()}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -132,3 +136,18 @@ class PredictHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+@contextlib.contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on loopback in a background thread; its ``/predict`` URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/predict"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -8,9 +8,7 @@ refuse anything more, including a real label-only HTTP endpoint scanned end to e
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from bastion.core.targets import HttpTarget, SklearnTarget, Target, TorchTarget
 from bastion.core.targets.base import BlackBoxTarget
 from bastion.core.threat import Access, Norm, OutputKind
 
-from helpers import accuracy, run
+from helpers import PredictHandler, accuracy, run, serve_http
 
 load_plugins()
 BLACK_BOX = [(e, n) for e in ATTACKS if e.access is not Access.WHITE_BOX for n in e.norms]
@@ -196,35 +194,17 @@ def test_square_l2_works_on_tabular_rows() -> None:
 
 
 # ---------------------------------------------------------------------- a label-only endpoint
-class _LabelHandler(BaseHTTPRequestHandler):
-    model: Any = None
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        x = np.asarray(body["inputs"], dtype=np.float32)
-        labels = self.model.predict(x.reshape(len(x), -1))
-        payload = json.dumps({"outputs": labels.tolist()}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+class _LabelHandler(PredictHandler):
+    def answer(self, x: np.ndarray) -> Any:
+        return self.model.predict(x)
 
 
 @pytest.fixture
 def label_server(logreg: Any) -> Iterator[str]:
     """A JSON predict endpoint on loopback answering the logistic regression's labels only."""
     handler = type("Handler", (_LabelHandler,), {"model": logreg})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/predict"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(handler) as url:
+        yield url
 
 
 def test_scan_of_a_label_only_endpoint(label_server: str, demo: Any) -> None:

@@ -24,7 +24,7 @@ from bastion.campaign.runner import block_key, plan_tasks
 from bastion.campaign.spec import CampaignSpec, content_hash, generated_schema, schema
 from bastion.core.errors import ConfigError
 
-from helpers import postgres_ok, postgres_schema, run
+from helpers import PredictHandler, postgres_ok, postgres_schema, run, serve_http
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "campaign" / "campaign.yaml"
@@ -773,10 +773,6 @@ def test_status_watch_returns_once_every_cell_is_finished(
 @pytest.fixture
 def token_server(logreg: Any) -> Iterator[str]:
     """A predict endpoint on loopback that answers only a bearer token."""
-    import threading
-    from http.server import ThreadingHTTPServer
-
-    from helpers import PredictHandler
 
     class Guarded(PredictHandler):
         model = logreg
@@ -789,14 +785,8 @@ def token_server(logreg: Any) -> Iterator[str]:
                 return
             super().do_POST()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Guarded)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/predict"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(Guarded) as url:
+        yield url
 
 
 def test_an_endpoint_with_a_credential_from_the_environment(

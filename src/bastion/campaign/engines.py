@@ -132,7 +132,8 @@ class ProcessEngine(Engine):
         self._futures: dict[cf.Future[Outcome], Task] = {}
         # start the workers now (the pool starts them on demand): they import torch and
         # bastion while this process plans
-        self._warming = [self._pool.submit(_warm) for _ in range(self.workers)]
+        for _ in range(self.workers):
+            self._pool.submit(_warm)
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(

@@ -5,9 +5,8 @@ forward and backward pass. A cell's estimate counts the passes its assessment ma
 steps times inputs times epsilons; training epochs times samples; queries) from the settings
 and the registry's defaults, times those unit costs, plus a fixed cost per assessment (loading,
 setup, reports). Where the store has seen the same assessment on the same target before (an
-earlier version of the model, say), the time it took then, scaled by how much slower or faster
-the model is now, is used instead. The estimates are single-worker seconds; the campaign's wall
-time divides them over the engine's workers.
+earlier version of the model, say), the time it took then is used instead. The estimates are
+single-worker seconds; the campaign's wall time divides them over the engine's workers.
 """
 
 from __future__ import annotations
@@ -17,11 +16,14 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.campaign.spec import Cell
 
-__all__ = ["Timing", "estimate_cells", "wall_time"]
+if TYPE_CHECKING:
+    from bastion.campaign.store import Store
+
+__all__ = ["Timing", "estimate_cells", "history", "wall_time"]
 
 #: seconds each assessment costs whatever its size (setup, findings, the JSON of its result)
 _OVERHEAD = {
@@ -269,14 +271,12 @@ def _hardening(a: Any, target: Any, data: Any) -> float:
 
 
 def estimate_cells(
-    cells: Sequence[Cell],
-    *,
-    history: dict[str, tuple[float, Timing | None]] | None = None,
+    cells: Sequence[Cell], *, history: dict[str, float] | None = None
 ) -> tuple[list[float], dict[str, Timing]]:
     """Single-worker seconds per cell, and the timing of each target (by its name).
 
     ``history`` maps a cell's history key (:func:`history_key`) to the seconds it took
-    before and the target's timing then."""
+    before (:func:`history`)."""
     from bastion.campaign.tasks import _load
 
     timings: dict[str, Timing] = {}
@@ -291,9 +291,7 @@ def estimate_cells(
         t = timings[name]
         past = (history or {}).get(history_key(cell))
         if past is not None:
-            seconds, then = past
-            scale = t.gradient / then.gradient if then is not None and then.gradient > 0 else 1.0
-            out.append(seconds * scale)
+            out.append(past)
             continue
         out.append(_estimate(cell.assessment, cell.target.model_dump(), target, data, t))
     return out, timings
@@ -334,10 +332,27 @@ def estimate_for(target: dict[str, Any], assessments: Sequence[dict[str, Any]]) 
 def history_key(cell: Cell) -> str:
     """What makes two cells comparable across model versions: the target's name and the
     assessment with its setting (not the model's content)."""
-    return json.dumps(
-        {"target": cell.target.name, "assessment": cell.assessment.model_dump(exclude={"matrix"})},
-        sort_keys=True,
-    )
+    return _history_key(cell.target.name, cell.assessment.model_dump())
+
+
+def _history_key(target: str, assessment: dict[str, Any]) -> str:
+    shown = {k: v for k, v in assessment.items() if k != "matrix"}
+    return json.dumps({"target": target, "assessment": shown}, sort_keys=True)
+
+
+def history(store: Store, campaign: str, runs: int = 3) -> dict[str, float]:
+    """Seconds the last ``runs`` runs of ``campaign`` took per finished cell, by history key
+    (the newest run's figure where several have one)."""
+    out: dict[str, float] = {}
+    for run in store.runs(campaign)[:runs]:
+        rows = [r for r in store.cells(run.id) if r.tasks == 1]
+        results = store.results(r.key for r in rows)
+        for r in rows:
+            found = results.get(r.key)
+            if found is not None and found.status == "done" and found.seconds is not None:
+                key = _history_key(r.target, r.spec.get("assessment", {}))
+                out.setdefault(key, found.seconds)
+    return out
 
 
 #: seconds an engine takes to start before the first cell runs, measured on 2 cores

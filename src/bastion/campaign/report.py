@@ -22,13 +22,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.core.assessment import Artifact, Assessment, Metric
 from bastion.core.errors import ConfigError
 from bastion.core.files import atomic_write
 from bastion.core.findings import Finding, Severity
 from bastion.report.base import format_setting, metric_text
+
+if TYPE_CHECKING:
+    from bastion.campaign.store import Store
 
 __all__ = [
     "FILES",
@@ -40,6 +43,7 @@ __all__ = [
     "Headline",
     "campaign_dict",
     "campaign_sarif",
+    "cell_reports",
     "headline",
     "load_schema",
     "render_html",
@@ -894,6 +898,43 @@ def render_markdown(
 
 
 # ---------------------------------------------------------------------- all of them
+def cell_reports(store: Store, run_id: int) -> list[CellReport]:
+    """A run's cells as the report takes them, with their results from the store: a running
+    cell is pending; a sharded cell not merged yet is failed if a block failed, else pending."""
+    from bastion.campaign.runner import block_key
+
+    rows = store.cells(run_id)
+    results = store.results(r.key for r in rows)
+    unmerged = [r for r in rows if r.tasks > 1 and r.key not in results]
+    blocks = store.results(block_key(r.key, b, r.tasks) for r in unmerged for b in range(r.tasks))
+    broken = {k.rsplit(":b", 1)[0] for k, b in blocks.items() if b.status == "failed"}
+    out = []
+    for r in rows:
+        found = results.get(r.key)
+        if found is None:
+            status = "failed" if r.key in broken else "pending"
+        else:
+            status = "pending" if found.status == "running" else found.status
+        payload = (found.payload or {}) if found is not None and status == "done" else {}
+        out.append(
+            CellReport(
+                target=r.target,
+                assessment=r.assessment,
+                kind=r.kind,
+                settings=r.setting,
+                status=status,
+                key=r.key,
+                error=found.error if found is not None and status == "failed" else None,
+                attempts=found.attempts if found is not None else 0,
+                seconds=float(found.seconds or 0.0) if found is not None else 0.0,
+                assessments=list(payload.get("assessments", [])),
+                target_info=dict(payload.get("target", {})),
+                dataset=dict(payload.get("dataset", {})),
+            )
+        )
+    return out
+
+
 def write_campaign_report(
     info: CampaignInfo,
     cells: list[CellReport],

@@ -9,7 +9,6 @@ others go on. Outcomes are committed as they arrive, one transaction each.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -282,9 +281,3 @@ def _blocks_done(cell: Cell, store: Store) -> bool:
     n = shard_count(cell)
     keys = [block_key(cell.key, b, n) for b in range(n)]
     return len(store.done(keys)) == n
-
-
-def eta(seconds_left: float) -> str:
-    if not math.isfinite(seconds_left):
-        return "?"
-    return f"{seconds_left:.0f} s" if seconds_left < 90 else f"{seconds_left / 60:.1f} min"

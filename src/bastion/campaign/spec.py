@@ -17,7 +17,7 @@ import itertools
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -290,7 +290,6 @@ class Cell:
     setting: dict[str, Any]
     key: str
     position: int = 0
-    blocks: list[list[int]] = field(default_factory=list, compare=False)
 
     @property
     def label(self) -> str:
@@ -424,11 +423,3 @@ def _file_digest(path: Path) -> bytes:
 def shard_count(cell: Cell) -> int:
     """How many tasks a cell is: its shards for an evasion assessment, otherwise one."""
     return int(getattr(cell.assessment, "shards", 1)) if cell.kind == "evasion" else 1
-
-
-def environment_workers() -> int:
-    """Workers to use by default: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)

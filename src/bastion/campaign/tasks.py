@@ -16,6 +16,7 @@ import socket
 import time
 import traceback
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,8 +165,6 @@ def _threat(a: dict[str, Any], target: Any, data: Any) -> Any:
 
 
 def _run(task: Task) -> dict[str, Any]:
-    a = task.assessment
-    kind = a["kind"]
     if task.step == "merge":
         return _merge(task)
     if task.step == "estimate":
@@ -173,145 +172,170 @@ def _run(task: Task) -> dict[str, Any]:
 
         return {"seconds": estimate_for(task.target, task.parts)}
     target, data = _load(task.target)
+    kind = task.assessment["kind"]
+    if task.step == "block":
+        return _block(task, target, data)
+    if kind not in _KINDS:
+        raise ValueError(f"unknown assessment kind {kind!r}")
+    return _json([_KINDS[kind](task, target, data)], target, data)
+
+
+def _block(task: Task, target: Any, data: Any) -> dict[str, Any]:
+    """One block of a sharded evaluation, as the partial result the merge takes."""
+    from bastion.assess.sharded import plan_blocks, run_block
+
+    a = task.assessment
     seed = int(a.get("seed", 0))
-    if kind == "evasion":
-        threat = _threat(a, target, data)
-        if task.step == "block":
-            from bastion.assess.sharded import plan_blocks, run_block
+    blocks = plan_blocks(data, int(a["samples"]), seed, _block_size(a))
+    if task.block >= len(blocks):
+        # the data has fewer test inputs than the samples asked for: nothing left
+        return {"empty": True}
+    return run_block(
+        target,
+        data,
+        _threat(a, target, data),
+        blocks[task.block],
+        seed=seed,
+        attacks=a.get("attacks"),
+        attack_params=a.get("settings") or None,
+        preset=a.get("preset"),
+        examples=task.block == 0,
+    )
 
-            blocks = plan_blocks(data, int(a["samples"]), seed, _block_size(a))
-            if task.block >= len(blocks):
-                # the data has fewer test inputs than the samples asked for: nothing left
-                return {"empty": True}
-            indices = blocks[task.block]
-            return run_block(
-                target,
-                data,
-                threat,
-                indices,
-                seed=seed,
-                attacks=a.get("attacks"),
-                attack_params=a.get("settings") or None,
-                preset=a.get("preset"),
-                examples=task.block == 0,
+
+def _evasion(task: Task, target: Any, data: Any) -> Any:
+    a = task.assessment
+    threat = _threat(a, target, data)
+    kw: dict[str, Any] = {
+        "samples": int(a["samples"]),
+        "seed": int(a.get("seed", 0)),
+        "attacks": a.get("attacks"),
+        "attack_params": a.get("settings") or None,
+    }
+    if a.get("preset"):
+        from bastion.assess.evaluate import evaluate
+
+        return evaluate(target, data, threat, preset=a["preset"], **kw).to_assessment()
+    from bastion.assess import scan
+
+    return scan(target, data, threat, **kw).to_assessment()
+
+
+def _membership(task: Task, target: Any, data: Any) -> Any:
+    from bastion.assess.membership import default_membership_attacks, membership_assessment
+    from bastion.core.errors import ConfigError
+    from bastion.core.registry import ATTACKS
+    from bastion.zoo import ZOO, cache_dir
+
+    a = task.assessment
+    members: Any
+    if a.get("members", "train") == "train":
+        if str(task.target.get("target")) not in ZOO or task.target.get("data"):
+            # only a demo is known to be trained on its data's training split
+            raise ConfigError(
+                "members: train means the training split of a demo's own data; for your "
+                "model give members: a file of samples it was trained on"
             )
-        kw: dict[str, Any] = {
-            "samples": int(a["samples"]),
-            "seed": seed,
-            "attacks": a.get("attacks"),
-            "attack_params": a.get("settings") or None,
-        }
-        if a.get("preset"):
-            from bastion.assess.evaluate import evaluate
+        members = (data.x_train, data.y_train)
+    else:
+        from bastion.data import load_data
 
-            result = evaluate(target, data, threat, preset=a["preset"], **kw)
-        else:
-            from bastion.assess import scan
-
-            result = scan(target, data, threat, **kw)
-        return _json([result.to_assessment()], target, data)
-    if kind == "membership":
-        from bastion.assess.membership import membership_assessment
-        from bastion.zoo import cache_dir
-
-        members: Any
-        if a.get("members", "train") == "train":
-            from bastion.zoo import ZOO
-
-            if str(task.target.get("target")) not in ZOO or task.target.get("data"):
-                # only a demo is known to be trained on its data's training split
-                from bastion.core.errors import ConfigError
-
-                raise ConfigError(
-                    "members: train means the training split of a demo's own data; for your "
-                    "model give members: a file of samples it was trained on"
-                )
-            members = (data.x_train, data.y_train)
-        else:
-            from bastion.data import load_data
-
-            members = load_data(
-                a["members"],
-                label_column=task.target.get("label_column", "label"),
-                bounds=data.bounds,
-                num_classes=data.num_classes,
-            )
-        from bastion.assess.membership import default_membership_attacks
-        from bastion.core.registry import ATTACKS
-
-        # shadow models are the engine's tasks (see bastion.core.parallel), not joblib's
-        params = {k: dict(v) for k, v in (a.get("settings") or {}).items()}
-        candidates = a.get("candidates")
-        for name in a.get("attacks") or default_membership_attacks(target):
-            known = ATTACKS.get(name).parameters()
-            if "n_jobs" in known:
-                params.setdefault(name, {}).setdefault("n_jobs", 1)
-            if "shadows" in known and candidates is None:
-                # the shadows train on held-out data the candidates leave to the adversary
-                candidates = max(10, len(data.x_test) // 2)
-        found = membership_assessment(
-            target,
-            members,
-            data,
-            attacks=a.get("attacks"),
-            attack_params=params or None,
-            max_candidates=int(candidates or 2000),
-            seed=seed,
-            shadow_cache=cache_dir() / "shadows",
+        members = load_data(
+            a["members"],
+            label_column=task.target.get("label_column", "label"),
+            bounds=data.bounds,
+            num_classes=data.num_classes,
         )
-        return _json([found], target, data)
-    if kind == "extraction":
-        from bastion.assess.extraction import extraction_assessment
+    # shadow models are the engine's tasks (see bastion.core.parallel), not joblib's
+    params = {k: dict(v) for k, v in (a.get("settings") or {}).items()}
+    candidates = a.get("candidates")
+    for name in a.get("attacks") or default_membership_attacks(target):
+        known = ATTACKS.get(name).parameters()
+        if "n_jobs" in known:
+            params.setdefault(name, {}).setdefault("n_jobs", 1)
+        if "shadows" in known and candidates is None:
+            # the shadows train on held-out data the candidates leave to the adversary
+            candidates = max(10, len(data.x_test) // 2)
+    return membership_assessment(
+        target,
+        members,
+        data,
+        attacks=a.get("attacks"),
+        attack_params=params or None,
+        max_candidates=int(candidates or 2000),
+        seed=int(a.get("seed", 0)),
+        shadow_cache=cache_dir() / "shadows",
+    )
 
-        found = extraction_assessment(
-            target,
-            data,
-            attacks=a.get("attacks"),
-            max_queries=int(a.get("max_queries", 2000)),
-            attack_params=a.get("settings") or None,
-            seed=seed,
-        )
-        return _json([found], target, data)
-    if kind == "inversion":
-        from bastion.assess.inversion import inversion_assessment
 
-        found = inversion_assessment(
-            target,
-            data,
-            attacks=a.get("attacks"),
-            attack_params=a.get("settings") or None,
-            seed=seed,
-        )
-        return _json([found], target, data)
-    if kind == "poisoning":
-        from bastion.assess.poisoning import assess_poisoning, recipe_fit
-        from bastion.core.registry import ATTACKS
+def _extraction(task: Task, target: Any, data: Any) -> Any:
+    from bastion.assess.extraction import extraction_assessment
 
-        entry = ATTACKS.get(a["attack"])
-        if entry.family != "poisoning":
-            from bastion.core.errors import ConfigError
+    a = task.assessment
+    return extraction_assessment(
+        target,
+        data,
+        attacks=a.get("attacks"),
+        max_queries=int(a.get("max_queries", 2000)),
+        attack_params=a.get("settings") or None,
+        seed=int(a.get("seed", 0)),
+    )
 
-            raise ConfigError(f"{a['attack']} is a {entry.family} attack, not a poisoning one")
-        attack = ATTACKS.create(a["attack"], **entry.validate(a.get("params") or {}))
-        fit = recipe_fit(_victim_arch(a, task.target, data), epochs=int(a.get("epochs", 10)))
-        run = assess_poisoning(attack, data, fit, counts=a.get("counts") or None, seed=seed)
-        return _json([run.assessment], target, data)
-    if kind == "hardening":
-        from bastion.assess.hardening import harden
 
-        hardened = harden(
-            target,
-            data,
-            a.get("method", "pgd-at"),
-            epsilons=a.get("eps"),
-            norm=a.get("norm", "linf"),
-            preset=a.get("preset", "quick"),
-            samples=int(a.get("samples", 200)),
-            seed=seed,
-            budget_minutes=a.get("budget"),
-        )
-        return _json([hardened.assessment], target, data)
-    raise ValueError(f"unknown assessment kind {kind!r}")
+def _inversion(task: Task, target: Any, data: Any) -> Any:
+    from bastion.assess.inversion import inversion_assessment
+
+    a = task.assessment
+    return inversion_assessment(
+        target,
+        data,
+        attacks=a.get("attacks"),
+        attack_params=a.get("settings") or None,
+        seed=int(a.get("seed", 0)),
+    )
+
+
+def _poisoning(task: Task, target: Any, data: Any) -> Any:
+    from bastion.assess.poisoning import assess_poisoning, recipe_fit
+    from bastion.core.errors import ConfigError
+    from bastion.core.registry import ATTACKS
+
+    a = task.assessment
+    entry = ATTACKS.get(a["attack"])
+    if entry.family != "poisoning":
+        raise ConfigError(f"{a['attack']} is a {entry.family} attack, not a poisoning one")
+    attack = ATTACKS.create(a["attack"], **entry.validate(a.get("params") or {}))
+    fit = recipe_fit(_victim_arch(a, task.target, data), epochs=int(a.get("epochs", 10)))
+    seed = int(a.get("seed", 0))
+    return assess_poisoning(attack, data, fit, counts=a.get("counts") or None, seed=seed).assessment
+
+
+def _hardening(task: Task, target: Any, data: Any) -> Any:
+    from bastion.assess.hardening import harden
+
+    a = task.assessment
+    return harden(
+        target,
+        data,
+        a.get("method", "pgd-at"),
+        epsilons=a.get("eps"),
+        norm=a.get("norm", "linf"),
+        preset=a.get("preset", "quick"),
+        samples=int(a.get("samples", 200)),
+        seed=int(a.get("seed", 0)),
+        budget_minutes=a.get("budget"),
+    ).assessment
+
+
+#: what each kind of assessment runs: (task, target, data) -> Assessment
+_KINDS: dict[str, Callable[[Task, Any, Any], Any]] = {
+    "evasion": _evasion,
+    "membership": _membership,
+    "extraction": _extraction,
+    "inversion": _inversion,
+    "poisoning": _poisoning,
+    "hardening": _hardening,
+}
 
 
 def _victim_arch(a: dict[str, Any], target: dict[str, Any], data: Any) -> str:

@@ -80,6 +80,7 @@ def plan(
     """Print the campaign's cells and what they should cost, running nothing."""
     from bastion.campaign.engines import ENGINES, cpus
     from bastion.campaign.estimate import estimate_cells, wall_time
+    from bastion.campaign.estimate import history as past_seconds
     from bastion.campaign.spec import expand, load_campaign, shard_count
 
     with user_errors():
@@ -90,11 +91,11 @@ def plan(
         spec, root = load_campaign(file)
         cells = expand(spec, root)
         finished: set[str] = set()
-        history: dict[str, Any] = {}
+        history: dict[str, float] = {}
         if store is not None or Path("campaign.db").is_file():
             opened = _open_store(store)
             finished = opened.done(c.key for c in cells)
-            history = _history(opened, spec.name)
+            history = past_seconds(opened, spec.name)
         seconds: list[float] = []
         if estimate:
             with console.status("timing the targets"):
@@ -133,35 +134,6 @@ def plan(
         )
     if finished:
         console.print(f"{len(finished)} cells are already done in the store and will be skipped")
-
-
-def _history(store: Store, campaign: str) -> dict[str, Any]:
-    """Seconds earlier runs of this campaign took per cell, by history key."""
-    from pydantic import TypeAdapter
-
-    from bastion.campaign.estimate import history_key
-    from bastion.campaign.spec import AssessmentSpec, Cell, TargetSpecEntry
-
-    adapter: TypeAdapter[Any] = TypeAdapter(AssessmentSpec)
-    out: dict[str, Any] = {}
-    for run in store.runs(campaign)[:3]:
-        rows = store.cells(run.id)
-        results = store.results(r.key for r in rows if r.tasks == 1)
-        for r in rows:
-            found = results.get(r.key)
-            if found is None or found.status != "done" or found.seconds is None:
-                continue
-            try:
-                cell = Cell(
-                    TargetSpecEntry.model_validate(r.spec["target"]),
-                    adapter.validate_python(r.spec["assessment"]),
-                    r.setting,
-                    r.key,
-                )
-            except Exception:
-                continue
-            out.setdefault(history_key(cell), (found.seconds, None))
-    return out
 
 
 @app.command()
@@ -277,52 +249,9 @@ def _bar(engine: str) -> Iterator[tuple[Any, Any]]:
         yield progress, progress.add_task(f"{engine}: starting", total=None)
 
 
-def cell_reports(store: Store, run_id: int) -> list[Any]:
-    """The run's cells as the report takes them, with their results from the store."""
-    from bastion.campaign.report import CellReport
-
-    rows = store.cells(run_id)
-    results = store.results(r.key for r in rows)
-    out = []
-    for r in rows:
-        found = results.get(r.key)
-        status = found.status if found is not None else "pending"
-        payload = (found.payload or {}) if found is not None and status == "done" else {}
-        if found is not None and status == "running":
-            status = "pending"
-        if r.tasks > 1 and found is None:
-            status = _sharded_status(store, r)
-        out.append(
-            CellReport(
-                target=r.target,
-                assessment=r.assessment,
-                kind=r.kind,
-                settings=r.setting,
-                status=status,
-                key=r.key,
-                error=found.error if found is not None and status == "failed" else None,
-                attempts=found.attempts if found is not None else 0,
-                seconds=float(found.seconds or 0.0) if found is not None else 0.0,
-                assessments=list(payload.get("assessments", [])),
-                target_info=dict(payload.get("target", {})),
-                dataset=dict(payload.get("dataset", {})),
-            )
-        )
-    return out
-
-
-def _sharded_status(store: Store, row: Any) -> str:
-    from bastion.campaign.runner import block_key
-
-    blocks = store.results(block_key(row.key, b, row.tasks) for b in range(row.tasks))
-    if any(b.status == "failed" for b in blocks.values()):
-        return "failed"
-    return "pending"
-
-
 def _write_report(store: Store, run_id: int, out: Path, formats: list[str]) -> list[Path]:
     from bastion import __version__
-    from bastion.campaign.report import CampaignInfo, write_campaign_report
+    from bastion.campaign.report import CampaignInfo, cell_reports, write_campaign_report
 
     found = next(r for r in store.runs() if r.id == run_id)
     info = CampaignInfo(found.campaign, found.id, found.created, found.engine, __version__)
@@ -347,6 +276,8 @@ def status(
     interval: Annotated[float, typer.Option(help="Seconds between looks, with --watch.")] = 2.0,
 ) -> None:
     """Progress of a run: done, failed, pending; the failures with their errors."""
+    from bastion.campaign.report import cell_reports
+
     with user_errors():
         if interval <= 0:
             raise ConfigError(f"--interval must be positive, got {interval}")
